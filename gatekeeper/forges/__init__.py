@@ -1,0 +1,1 @@
+"""Adapters to code forges (GitHub, GitLab) behind one small interface."""

@@ -1,0 +1,88 @@
+"""What the worker needs from a forge, and nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class PullRequestInfo:
+    number: int
+    state: str
+    draft: bool
+    title: str
+    body: str
+    author: dict[str, Any]  # the platform's user object (login, type, id)
+    head_sha: str
+    head_ref: str
+    head_repo: str | None
+    base_ref: str
+    base_sha: str
+    default_branch: str
+    labels: tuple[str, ...] = ()
+    merged: bool = False
+    changed_files: int | None = None  # the platform's count, to notice a capped file list
+
+
+@dataclass(frozen=True)
+class RawReview:
+    id: int
+    user: dict[str, Any]
+    state: str
+    commit_id: str
+    submitted_at: str | None = None
+
+
+@dataclass(frozen=True)
+class RawFile:
+    filename: str
+    status: str
+    additions: int = 0
+    deletions: int = 0
+    previous_filename: str | None = None
+
+
+@dataclass(frozen=True)
+class RawCommit:
+    sha: str
+    message: str
+    author: dict[str, Any] | None = None
+    committer: dict[str, Any] | None = None
+
+
+@dataclass
+class Action:
+    """An action taken (or, in dry-run mode, that would have been taken) on the platform."""
+
+    kind: str
+    repo: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ForgeError(Exception):
+    """The platform could not be asked; the job will be retried and the change is not passed."""
+
+
+class FileTooLarge(ForgeError):
+    """The file exists but the platform will not return its content inline."""
+
+
+class Forge(Protocol):
+    repo: str
+
+    def get_pull_request(self, number: int) -> PullRequestInfo: ...
+
+    def get_file(self, path: str, ref: str) -> str | None: ...
+
+    def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
+        """The files and whether the list is complete (platforms cap it)."""
+        ...
+
+    def list_reviews(self, number: int) -> list[RawReview]: ...
+
+    def list_commits(self, number: int) -> list[RawCommit]: ...
+
+    def get_permission(self, login: str) -> str: ...
+
+    def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None: ...

@@ -1,0 +1,126 @@
+"""The GitHub adapter, on PyGithub, talking to the REST API at the configured base URL only."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException
+from github.GithubRetry import GithubRetry
+
+from gatekeeper.facts import PERMISSIONS
+from gatekeeper.forges.base import FileTooLarge, ForgeError, PullRequestInfo, RawCommit, RawFile, RawReview
+
+# GitHub returns at most 3000 files for a pull request.
+FILES_CAP = 3000
+
+
+def _user(obj: Any) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    raw = getattr(obj, "raw_data", None) or {}
+    return {"login": raw.get("login"), "type": raw.get("type"), "id": raw.get("id")}
+
+
+class GitHubForge:
+    def __init__(self, repo: str, token: str, api_url: str):
+        self.repo = repo
+        # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
+        self.gh = Github(base_url=api_url, auth=Auth.Token(token), lazy=True, per_page=100,
+                         timeout=15, retry=GithubRetry(total=3))
+        self._repo = self.gh.get_repo(repo)
+
+    @contextmanager
+    def _calls(self) -> Iterator[None]:
+        try:
+            yield
+        except GithubException as exc:
+            message = exc.data.get("message") if isinstance(exc.data, dict) else ""
+            raise ForgeError(f"GitHub answered {exc.status}: {message}") from None
+        except requests.RequestException as exc:
+            raise ForgeError(f"could not reach GitHub: {type(exc).__name__}") from None
+
+    def get_pull_request(self, number: int) -> PullRequestInfo:
+        with self._calls():
+            raw = self._repo.get_pull(number).raw_data
+        base, head = raw["base"], raw["head"]
+        return PullRequestInfo(
+            number=raw["number"],
+            state=raw["state"],
+            draft=bool(raw.get("draft")),
+            title=raw.get("title") or "",
+            body=raw.get("body") or "",
+            author=raw.get("user") or {},
+            head_sha=head["sha"],
+            head_ref=head["ref"],
+            head_repo=(head.get("repo") or {}).get("full_name"),
+            base_ref=base["ref"],
+            base_sha=base["sha"],
+            default_branch=(base.get("repo") or {}).get("default_branch") or "main",
+            labels=tuple(label["name"] for label in raw.get("labels") or []),
+            merged=bool(raw.get("merged")),
+            changed_files=raw.get("changed_files"),
+        )
+
+    def get_file(self, path: str, ref: str) -> str | None:
+        try:
+            with self._calls():
+                content = self._repo.get_contents(path, ref=ref)
+        except ForgeError as exc:
+            if str(exc).startswith("GitHub answered 404"):
+                return None
+            raise
+        if isinstance(content, list):
+            raise ForgeError(f"{path} is a directory at {ref[:7]}")
+        raw = content.raw_data
+        if raw.get("encoding") != "base64":
+            raise FileTooLarge(f"{path} is too large to read through the contents API")
+        return base64.b64decode(raw.get("content") or "").decode("utf-8", errors="replace")
+
+    def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
+        with self._calls():
+            files = [
+                RawFile(f.filename, f.status, f.additions, f.deletions, f.raw_data.get("previous_filename"))
+                for f in self._repo.get_pull(number).get_files()
+            ]
+        return files, len(files) < FILES_CAP
+
+    def list_reviews(self, number: int) -> list[RawReview]:
+        with self._calls():
+            return [
+                RawReview(r.id, r.raw_data.get("user") or {}, r.state, r.raw_data.get("commit_id") or "",
+                          r.raw_data.get("submitted_at"))
+                for r in self._repo.get_pull(number).get_reviews()
+            ]
+
+    def list_commits(self, number: int) -> list[RawCommit]:
+        with self._calls():
+            return [
+                RawCommit(c.sha, (c.raw_data.get("commit") or {}).get("message") or "",
+                          c.raw_data.get("author"), c.raw_data.get("committer"))
+                for c in self._repo.get_pull(number).get_commits()
+            ]
+
+    def get_permission(self, login: str) -> str:
+        try:
+            with self._calls():
+                _, data = self._repo.requester.requestJsonAndCheck(
+                    "GET", f"{self._repo.url}/collaborators/{urllib.parse.quote(login)}/permission")
+        except ForgeError as exc:
+            if str(exc).startswith("GitHub answered 404"):
+                return "none"  # not a collaborator, or no such user
+            raise
+        # role_name tells maintain from write and triage from read; custom roles fall back to the base.
+        role = str(data.get("role_name") or "")
+        return role if role in PERMISSIONS else str(data.get("permission") or "none")
+
+    def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None:
+        with self._calls():
+            self._repo.get_commit(sha).create_status(state, target_url=target_url,
+                                                      description=description, context=context)
+
+

@@ -1,0 +1,86 @@
+"""A forge that records what it would do: `agentgate dev` without credentials, and demos.
+
+Reads come from sample data stored in the shared store by `agentgate replay`, so a newcomer sees a
+real verdict without any platform."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from gatekeeper.forges.base import Action, PullRequestInfo, RawCommit, RawFile, RawReview
+from gatekeeper.store import key
+
+ACTIONS_KEY = key("dev", "actions")
+MAX_ACTIONS = 200
+
+
+def sample_key(repo: str, number: int) -> str:
+    return key("dev", "sample", repo, number)
+
+
+def store_sample(conn: redis.Redis, repo: str, number: int, sample: dict[str, Any]) -> None:
+    """Sample state for one pull request: {pull_request, files, reviews, commits, permissions, files_at}."""
+    conn.set(sample_key(repo, number), json.dumps(sample))
+
+
+def recorded_actions(conn: redis.Redis, limit: int = 50) -> list[Action]:
+    return [Action(**json.loads(raw)) for raw in conn.lrange(ACTIONS_KEY, 0, limit - 1)]
+
+
+class RecordingForge:
+    def __init__(self, conn: redis.Redis, repo: str):
+        self.conn = conn
+        self.repo = repo
+
+    def _sample(self, number: int) -> dict[str, Any]:
+        raw = self.conn.get(sample_key(self.repo, number))
+        return json.loads(raw) if raw else {}
+
+    def _record(self, kind: str, **details: Any) -> None:
+        entry = json.dumps({"kind": kind, "repo": self.repo, "details": details})
+        pipe = self.conn.pipeline()
+        pipe.lpush(ACTIONS_KEY, entry)
+        pipe.ltrim(ACTIONS_KEY, 0, MAX_ACTIONS - 1)
+        pipe.execute()
+
+    def get_pull_request(self, number: int) -> PullRequestInfo:
+        pr = self._sample(number).get("pull_request") or {}
+        base, head = pr.get("base") or {}, pr.get("head") or {}
+        return PullRequestInfo(
+            number=number, state=pr.get("state", "open"), draft=bool(pr.get("draft")),
+            title=pr.get("title") or "", body=pr.get("body") or "", author=pr.get("user") or {},
+            head_sha=head.get("sha", ""), head_ref=head.get("ref", ""),
+            head_repo=(head.get("repo") or {}).get("full_name"), base_ref=base.get("ref", "main"),
+            base_sha=base.get("sha", ""), default_branch=(base.get("repo") or {}).get("default_branch", "main"),
+            labels=tuple(label["name"] for label in pr.get("labels") or []),
+        )
+
+    def get_file(self, path: str, ref: str) -> str | None:
+        for sample_raw in self.conn.scan_iter(sample_key(self.repo, "*")):
+            files = json.loads(self.conn.get(sample_raw) or "{}").get("files_at") or {}
+            if f"{ref}:{path}" in files:
+                return str(files[f"{ref}:{path}"])
+        return None
+
+    def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
+        return [RawFile(**f) for f in self._sample(number).get("files") or []], True
+
+    def list_reviews(self, number: int) -> list[RawReview]:
+        return [RawReview(**r) for r in self._sample(number).get("reviews") or []]
+
+    def list_commits(self, number: int) -> list[RawCommit]:
+        return [RawCommit(**c) for c in self._sample(number).get("commits") or []]
+
+    def get_permission(self, login: str) -> str:
+        for raw in self.conn.scan_iter(sample_key(self.repo, "*")):
+            perms = json.loads(self.conn.get(raw) or "{}").get("permissions") or {}
+            if login in perms:
+                return str(perms[login])
+        return "none"
+
+    def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None:
+        self._record("status", sha=sha, state=state, description=description, target_url=target_url,
+                     context=context)

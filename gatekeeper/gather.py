@@ -1,0 +1,93 @@
+"""Gather the facts a pull request's verdict depends on, through a forge. All I/O for a decision is here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import redis
+
+from gatekeeper.facts import ChangedFile, Commit, PullRequestFacts, Review
+from gatekeeper.forges.base import FileTooLarge, Forge, PullRequestInfo
+from gatekeeper.identity import classify_github_user
+from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
+from gatekeeper.policy.model import ConfigError
+from gatekeeper.store import key
+
+POLICY_CACHE_SECONDS = 24 * 3600
+PERMISSION_CACHE_SECONDS = 120  # short: a revoked write permission must stop counting soon
+_ABSENT = "\x00absent"
+
+
+def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPolicy:
+    """The policy file at a base-branch commit; a commit never changes, so its policy is cached."""
+    cache = key("policy", forge.repo, sha)
+    cached = conn.get(cache)
+    if cached is not None:
+        text = cached.decode("utf-8")
+    else:
+        try:
+            found = forge.get_file(POLICY_PATH, sha)
+        except FileTooLarge:
+            return InvalidPolicy((ConfigError(POLICY_PATH, 1, 1, "file is too large"),))
+        text = _ABSENT if found is None else found
+        conn.set(cache, text, ex=POLICY_CACHE_SECONDS)
+    return load_policy(None if text == _ABSENT else text, source=POLICY_PATH)
+
+
+def permission(conn: redis.Redis, forge: Forge, login: str) -> str:
+    cache = key("perm", forge.repo, login.lower())
+    cached = conn.get(cache)
+    if cached is not None:
+        return cached.decode()
+    level = forge.get_permission(login)
+    conn.set(cache, level, ex=PERMISSION_CACHE_SECONDS)
+    return level
+
+
+def pull_request_facts(
+    conn: redis.Redis, forge: Forge, pr: PullRequestInfo, policy: Policy | InvalidPolicy
+) -> PullRequestFacts:
+    agents = policy.agents if isinstance(policy, Policy) else ()
+    bots = policy.bots if isinstance(policy, Policy) else ()
+
+    def who(user: dict | None):  # type: ignore[no-untyped-def,type-arg]
+        return classify_github_user(user, agents=agents, bots=bots) if user else None
+
+    files, complete = forge.list_changed_files(pr.number)
+    if pr.changed_files is not None and len(files) < pr.changed_files:
+        complete = False
+    raw_reviews = forge.list_reviews(pr.number)
+    commits = forge.list_commits(pr.number)
+    reviews = []
+    for raw in raw_reviews:
+        reviewer = classify_github_user(raw.user, agents=agents, bots=bots)
+        # Only reviews that could count need the reviewer's permission: skip bots and plain comments.
+        needs_level = raw.state in ("APPROVED", "CHANGES_REQUESTED") and not reviewer.kind.is_automated
+        level = permission(conn, forge, reviewer.login) if needs_level else "none"
+        reviews.append(Review(reviewer, raw.state, raw.commit_id, level, raw.submitted_at, raw.id))
+    return PullRequestFacts(
+        repo=forge.repo,
+        number=pr.number,
+        author=classify_github_user(pr.author, agents=agents, bots=bots),
+        head_sha=pr.head_sha,
+        head_ref=pr.head_ref,
+        base_ref=pr.base_ref,
+        base_sha=pr.base_sha,
+        default_branch=pr.default_branch,
+        head_repo=pr.head_repo,
+        state=pr.state,
+        draft=pr.draft,
+        title=pr.title,
+        body=pr.body,
+        labels=pr.labels,
+        changed_files=tuple(ChangedFile(f.filename, f.status, f.additions, f.deletions, f.previous_filename)
+                            for f in files),
+        changed_files_complete=complete,
+        reviews=tuple(reviews),
+        commits=tuple(Commit(c.sha, c.message, who(c.author), who(c.committer)) for c in commits),
+    )
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,41 @@
+"""The job queue (RQ on the shared Redis): deterministic job ids, retries with backoff."""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue, Retry
+
+from gatekeeper.routing import JobRequest
+
+# Backoff for transient failures (platform 5xx, rate limits, Redis blips). Jobs are idempotent.
+RETRY = Retry(max=5, interval=[5, 20, 60, 180, 600])
+JOB_TIMEOUT = 120
+
+
+class EnqueueFailed(Exception):
+    pass
+
+
+class JobQueue:
+    def __init__(self, conn: redis.Redis, name: str = "agentgate", *, is_async: bool = True):
+        self.queue = Queue(name, connection=conn, is_async=is_async)
+
+    def enqueue_all(self, platform: str, delivery: str, jobs: list[JobRequest]) -> list[str]:
+        ids = []
+        try:
+            for index, job in enumerate(jobs):
+                job_id = f"{platform}-{delivery}-{job.name or index}"
+                self.queue.enqueue(
+                    job.func,
+                    kwargs={**job.kwargs, "delivery_id": delivery},
+                    job_id=job_id,
+                    retry=RETRY,
+                    job_timeout=JOB_TIMEOUT,
+                    result_ttl=3600,
+                    failure_ttl=7 * 24 * 3600,
+                    description=job.description,
+                )
+                ids.append(job_id)
+        except redis.RedisError as exc:
+            raise EnqueueFailed(str(exc)) from exc
+        return ids

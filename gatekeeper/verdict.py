@@ -1,0 +1,76 @@
+"""What a decision produces: an outcome and every reason behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """Outcomes in the vocabulary of a commit status, ordered by severity."""
+
+    SUCCESS = "success"
+    PENDING = "pending"
+    FAILURE = "failure"
+    ERROR = "error"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Outcome.SUCCESS: 0, Outcome.PENDING: 1, Outcome.FAILURE: 2, Outcome.ERROR: 3}
+
+STATUS_DESCRIPTION_LIMIT = 140
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One finding. `unblock` tells a reviewer exactly what would lift it (None when nothing blocks)."""
+
+    code: str
+    outcome: Outcome
+    message: str
+    unblock: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"code": self.code, "outcome": self.outcome.value, "message": self.message,
+                "unblock": self.unblock}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reasons: tuple[Reason, ...] = field(default=())
+    summary: str = ""  # what a passing verdict says; blocked ones say what would unblock them
+
+    @classmethod
+    def of(cls, reasons: list[Reason] | tuple[Reason, ...], summary: str = "") -> Verdict:
+        """The most severe reason wins; no blocking reason means success."""
+        outcome = max((r.outcome for r in reasons), key=lambda o: o.severity, default=Outcome.SUCCESS)
+        return cls(outcome=outcome, reasons=tuple(reasons), summary=summary)
+
+    @property
+    def deciding(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.outcome == self.outcome)
+
+    def description(self) -> str:
+        """The status description: the deciding reason(s), cut to GitHub's 140-character limit."""
+        deciding = self.deciding
+        if self.outcome == Outcome.SUCCESS:
+            text = self.summary or (deciding[-1].message if deciding else "Policy satisfied")
+        else:
+            first = deciding[0]
+            text = first.unblock or first.message
+            if len(deciding) > 1:
+                text = f"{text} (+{len(deciding) - 1} more)"
+        return shorten(text, STATUS_DESCRIPTION_LIMIT)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"outcome": self.outcome.value, "description": self.description(),
+                "reasons": [r.to_dict() for r in self.reasons]}
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

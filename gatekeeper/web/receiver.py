@@ -1,0 +1,95 @@
+"""Webhook receivers: verify, deduplicate, enqueue, answer. Nothing here calls a platform."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from typing import Any
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+from gidgethub import ValidationFailure
+from gidgethub.sansio import validate_event
+
+from gatekeeper import metrics
+from gatekeeper.queueing import EnqueueFailed
+from gatekeeper.routing import route_github
+from gatekeeper.store import key
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("receiver", __name__)
+
+DELIVERY_TTL_SECONDS = 7 * 24 * 3600  # GitHub lets deliveries be redelivered for a few days
+
+
+def _ctx():  # type: ignore[no-untyped-def]
+    return current_app.extensions["agentgate"]
+
+
+def _answer(status: int, result: str, event: str, **extra: Any):  # type: ignore[no-untyped-def]
+    metrics.incr(_ctx().conn, "agentgate_webhooks", "github", event or "-", result)
+    return jsonify(result=result, **extra), status
+
+
+def signature_valid(body: bytes, signature: str | None, secrets: tuple[str, ...]) -> bool:
+    """Only SHA-256 signatures count: SHA-1 (`X-Hub-Signature`) is too weak to rely on."""
+    if not signature or not signature.startswith("sha256=") or not secrets:
+        return False
+    for secret in secrets:  # several during a rotation
+        try:
+            validate_event(body, signature=signature, secret=secret)
+            return True
+        except (ValidationFailure, TypeError):  # TypeError: non-ASCII header in compare_digest
+            continue
+    return False
+
+
+def _parse_body(body: bytes, content_type: str) -> dict[str, Any] | None:
+    try:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            # Webhooks may be configured to send form-encoded bodies with the JSON in `payload`.
+            form = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=True)
+            body = form["payload"][0].encode("utf-8")
+        payload = json.loads(body)
+    except (ValueError, KeyError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+@blueprint.post("/webhooks/github")
+def github_webhook():  # type: ignore[no-untyped-def]
+    ctx = _ctx()
+    body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH, before any parsing
+    event = request.headers.get("X-GitHub-Event", "")
+    if not signature_valid(body, request.headers.get("X-Hub-Signature-256"), ctx.settings.github_webhook_secrets):
+        return _answer(401, "bad-signature", event, message="missing or invalid X-Hub-Signature-256")
+    delivery = request.headers.get("X-GitHub-Delivery", "")
+    if not event or not delivery or len(delivery) > 200:
+        return _answer(400, "malformed", event, message="X-GitHub-Event and X-GitHub-Delivery are required")
+    payload = _parse_body(body, request.content_type or "")
+    if payload is None:
+        return _answer(400, "malformed", event, message="body is not a JSON object")
+    if event == "ping":
+        return _answer(200, "pong", event, zen=payload.get("zen"))
+    try:
+        jobs = route_github(event, payload)
+    except (TypeError, AttributeError, ValueError):
+        # A payload of the right event but the wrong shape: a client error, not ours.
+        return _answer(400, "malformed", event, message="payload does not have the documented shape")
+    if not jobs:
+        return _answer(202, "ignored", event)
+    seen = key("delivery", "github", delivery)
+    try:
+        if not ctx.conn.set(seen, "1", nx=True, ex=DELIVERY_TTL_SECONDS):
+            return _answer(200, "duplicate", event)
+        try:
+            job_ids = ctx.queue.enqueue_all("github", delivery, jobs)
+        except EnqueueFailed:
+            # Forget the delivery so GitHub's redelivery is processed.
+            ctx.conn.delete(seen)
+            raise
+    except (redis.RedisError, EnqueueFailed):
+        log.warning("could not enqueue delivery %s", delivery)
+        return _answer(503, "unavailable", event, message="queue unavailable; redeliver later")
+    return _answer(202, "queued", event, jobs=job_ids)
