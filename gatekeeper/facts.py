@@ -71,6 +71,24 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class LabelApplied:
+    label: str
+    actor: Actor
+    permission: str = "none"
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """An issue the pull request says it resolves ("Fixes #12"), as the task that authorises it."""
+
+    number: int
+    state: str = "open"
+    labels: tuple[str, ...] = ()
+    applied: tuple[LabelApplied, ...] = ()  # who applied each current label, when known
+    assignees: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PullRequestFacts:
     repo: str  # owner/name
     number: int
@@ -92,6 +110,9 @@ class PullRequestFacts:
     commits: tuple[Commit, ...] = ()
     # The human who set the agent on this task (assigned it, mentioned it), when known.
     requesters: tuple[str, ...] = ()
+    # Issues referenced as the task; gathered only when the policy asks for task context.
+    tasks: tuple[TaskRef, ...] = ()
+    tasks_checked: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -85,6 +85,15 @@ class ChainPolicy:
 
 
 @dataclass(frozen=True)
+class TaskPolicy:
+    """Task context: an agent's change must resolve an issue a human approved for agents."""
+
+    required: bool = False
+    approved_labels: tuple[str, ...] = ("agent-approved", "ready-for-agent")
+    min_permission: str = "write"  # of whoever applied the label
+
+
+@dataclass(frozen=True)
 class Policy:
     """A compiled policy. The built-in secure default is `DEFAULT_POLICY`."""
 
@@ -98,6 +107,7 @@ class Policy:
     agents: tuple[str, ...] = ()
     bots: tuple[str, ...] = ()
     chains: ChainPolicy = field(default_factory=ChainPolicy)
+    task: TaskPolicy = field(default_factory=TaskPolicy)
     source: str = "built-in secure default"
 
 
