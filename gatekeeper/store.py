@@ -6,6 +6,8 @@ of web and worker processes can share it."""
 from __future__ import annotations
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 KEY_PREFIX = "agentgate:"
 
@@ -13,9 +15,9 @@ KEY_PREFIX = "agentgate:"
 def connect(url: str | None) -> redis.Redis:
     """A Redis client for `url`, or the embedded store when no URL is configured (dev only)."""
     if url:
-        # Short timeouts: the receiver must answer 503 quickly rather than hang when Redis is gone.
-        return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                    health_check_interval=30)
+        # Few, quick retries: the receiver must answer 503 fast rather than hang when Redis is gone.
+        return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30,
+                                    retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
     import fakeredis  # only dev mode needs it
 
     return fakeredis.FakeRedis(server=_embedded_server())

@@ -30,8 +30,10 @@ class GitHubForge:
     def __init__(self, repo: str, token: str, api_url: str):
         self.repo = repo
         # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
-        self.gh = Github(base_url=api_url, auth=Auth.Token(token), lazy=True, per_page=100,
-                         timeout=15, retry=GithubRetry(total=3))
+        # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
+        # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
+        self.gh = Github(base_url=api_url, auth=Auth.Token(token), lazy=True, per_page=100, timeout=15,
+                         retry=GithubRetry(total=3), seconds_between_requests=None, seconds_between_writes=None)
         self._repo = self.gh.get_repo(repo)
 
     @contextmanager

@@ -1,0 +1,40 @@
+"""Every committed GitHub example payload of a handled event parses and routes without error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gatekeeper.routing import route_github
+from tests.conftest import GITHUB_FIXTURES
+
+FIXTURES = sorted(GITHUB_FIXTURES.glob("*.json"))
+EXPECT_EVALUATION = {
+    ("pull_request", "opened"), ("pull_request", "reopened"), ("pull_request", "synchronize"),
+    ("pull_request", "ready_for_review"), ("pull_request_review", "submitted"),
+    ("pull_request_review", "dismissed"), ("pull_request_review", "edited"),
+}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_fixture_routes(path):
+    """Routing a real example payload never raises, and PR-changing actions queue an evaluation."""
+    event, action, _ = path.stem.split(".")
+    payload = json.loads(path.read_text())
+    payload["installation"] = {"id": 1}
+    jobs = route_github(event, payload)
+    if (event, action) in EXPECT_EVALUATION:
+        evaluations = [j for j in jobs if j.func.endswith("evaluate_pull_request")]
+        assert len(evaluations) == 1
+        assert evaluations[0].kwargs["repo"] == payload["repository"]["full_name"]
+        assert evaluations[0].kwargs["number"] == payload["pull_request"]["number"]
+    for job in jobs:
+        json.dumps(job.kwargs)  # primitives only
+
+
+def test_fixture_set_covers_handled_events():
+    """The fixture set holds GitHub's examples for every event the receiver routes."""
+    events = {p.stem.split(".")[0] for p in FIXTURES}
+    assert {"pull_request", "pull_request_review", "issue_comment", "workflow_run", "merge_group",
+            "status", "push", "check_suite", "check_run"} <= events

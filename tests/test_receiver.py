@@ -1,0 +1,215 @@
+"""The webhook receiver: verify before parsing, answer per INTERFACE.md, never a 500, act once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from rq import Queue
+
+from gatekeeper import store
+from gatekeeper.settings import Settings
+from gatekeeper.web import create_app
+from tests.conftest import SECRET, github_fixture, sign
+
+
+@pytest.fixture
+def client(settings, redis_conn):
+    return create_app(settings, redis_conn).test_client()
+
+
+def _pr_opened() -> dict:
+    payload = github_fixture("pull_request.opened.1")
+    payload["installation"] = {"id": 42}
+    return payload
+
+
+def post(client, payload, *, event="pull_request", delivery="d-1", secret=SECRET, signature=None, headers=None,
+         body=None):
+    body = body if body is not None else json.dumps(payload).encode()
+    hdrs = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature if signature is not None else sign(body, secret)}
+    hdrs.update(headers or {})
+    hdrs = {k: v for k, v in hdrs.items() if v is not None}
+    return client.post("/webhooks/github", data=body, headers=hdrs)
+
+
+def queued(redis_conn) -> list:
+    return Queue("agentgate", connection=redis_conn).get_jobs()
+
+
+def test_signed_pull_request_is_queued_with_primitive_arguments(client, redis_conn):
+    """A correctly signed pull_request delivery is answered 202 and becomes one job of primitives."""
+    resp = post(client, _pr_opened())
+    assert resp.status_code == 202
+    assert resp.json["result"] == "queued"
+    [job] = queued(redis_conn)
+    assert job.func_name == "gatekeeper.jobs.evaluate_pull_request"
+    assert job.kwargs == {"platform": "github", "installation_id": 42, "repo": "Codertocat/Hello-World",
+                          "sender": "Codertocat", "number": 2, "trigger": "pull_request.opened",
+                          "delivery_id": "d-1"}
+    assert job.retries_left == 5
+
+
+def test_missing_signature_is_401(client, redis_conn):
+    """No X-Hub-Signature-256 header: 401, nothing queued."""
+    resp = post(client, _pr_opened(), headers={"X-Hub-Signature-256": None})
+    assert resp.status_code == 401
+    assert queued(redis_conn) == []
+
+
+def test_forged_signature_is_401(client, redis_conn):
+    """A signature made with another secret is refused."""
+    resp = post(client, _pr_opened(), secret="not-the-secret")
+    assert resp.status_code == 401
+    assert queued(redis_conn) == []
+
+
+def test_sha1_only_signature_is_401(client, redis_conn):
+    """SHA-1 signatures (X-Hub-Signature) are not accepted, even when correct."""
+    import hashlib
+    import hmac
+
+    body = json.dumps(_pr_opened()).encode()
+    sha1 = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    resp = post(client, None, body=body, headers={"X-Hub-Signature-256": None, "X-Hub-Signature": sha1})
+    assert resp.status_code == 401
+    resp = post(client, None, body=body, signature=sha1)
+    assert resp.status_code == 401
+
+
+def test_non_ascii_signature_is_401_not_500(client):
+    """A header that cannot even be compared is a bad signature, not a crash."""
+    resp = post(client, _pr_opened(), signature="sha256=é" + "0" * 63)
+    assert resp.status_code == 401
+
+
+def test_signature_is_checked_over_raw_body(client):
+    """Re-serialising the JSON changes the bytes; only the exact bytes signed are accepted."""
+    body = json.dumps(_pr_opened()).encode()
+    resp = post(client, None, body=body.replace(b", ", b","), signature=sign(body))
+    assert resp.status_code == 401
+
+
+def test_rotated_secrets_are_all_accepted(redis_conn):
+    """During rotation several secrets are configured; a delivery signed with any of them is accepted."""
+    settings = Settings(redis_url="x", github_webhook_secrets=("old-secret", "new-secret"))
+    client = create_app(settings, redis_conn).test_client()
+    assert post(client, _pr_opened(), secret="old-secret", delivery="a").status_code == 202
+    assert post(client, _pr_opened(), secret="new-secret", delivery="b").status_code == 202
+    assert post(client, _pr_opened(), secret="other", delivery="c").status_code == 401
+
+
+def test_no_secret_configured_refuses_everything(redis_conn):
+    """Without a configured secret nothing can be verified, so nothing is accepted."""
+    client = create_app(Settings(redis_url="x"), redis_conn).test_client()
+    assert post(client, _pr_opened()).status_code == 401
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])
+def test_malformed_json_is_400(client, redis_conn, body):
+    """A signed body that is not a JSON object is 400."""
+    resp = post(client, None, body=body)
+    assert resp.status_code == 400
+    assert queued(redis_conn) == []
+
+
+def test_missing_event_or_delivery_header_is_400(client):
+    """X-GitHub-Event and X-GitHub-Delivery are part of every GitHub delivery."""
+    assert post(client, _pr_opened(), headers={"X-GitHub-Event": None}).status_code == 400
+    assert post(client, _pr_opened(), headers={"X-GitHub-Delivery": None}).status_code == 400
+
+
+def test_wrongly_shaped_payload_is_400_not_500(client):
+    """A signed payload of a handled event with the wrong shape is a client error."""
+    resp = post(client, {"action": "opened", "pull_request": "nope", "repository": {"full_name": "a/b"}})
+    assert resp.status_code == 400
+
+
+def test_form_encoded_delivery_is_accepted(client, redis_conn):
+    """Webhooks configured as application/x-www-form-urlencoded carry the JSON in `payload`."""
+    import urllib.parse
+
+    body = urllib.parse.urlencode({"payload": json.dumps(_pr_opened())}).encode()
+    resp = post(client, None, body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 202
+    assert len(queued(redis_conn)) == 1
+
+
+def test_oversized_body_is_413(client, redis_conn):
+    """Bodies over 25 MB are refused before they are read or verified."""
+    body = b"{" + b" " * (25 * 1024 * 1024) + b"}"
+    resp = post(client, None, body=body)
+    assert resp.status_code == 413
+    assert queued(redis_conn) == []
+
+
+def test_ping_is_answered(client, redis_conn):
+    """GitHub's ping after installation gets 200 and queues nothing."""
+    resp = post(client, github_fixture("ping.event.1"), event="ping")
+    assert resp.status_code == 200
+    assert resp.json["result"] == "pong"
+    assert queued(redis_conn) == []
+
+
+def test_unknown_event_is_accepted_and_ignored(client, redis_conn):
+    """Events agentgate does not handle are 2xx so GitHub does not retry them."""
+    resp = post(client, {"action": "created", "repository": {"full_name": "a/b"}}, event="star")
+    assert resp.status_code == 202
+    assert resp.json["result"] == "ignored"
+    assert queued(redis_conn) == []
+
+
+def test_duplicate_delivery_is_processed_once(client, redis_conn):
+    """A redelivery of an accepted delivery (same X-GitHub-Delivery) does not queue a second job."""
+    assert post(client, _pr_opened(), delivery="same").status_code == 202
+    second = post(client, _pr_opened(), delivery="same")
+    assert second.status_code == 200
+    assert second.json["result"] == "duplicate"
+    assert len(queued(redis_conn)) == 1
+
+
+def test_redis_down_is_503_and_redelivery_is_processed(settings, redis_conn, monkeypatch):
+    """When the queue cannot take the job the answer is 503, and GitHub's redelivery is processed."""
+    app = create_app(settings, redis_conn)
+    client = app.test_client()
+    queue = app.extensions["agentgate"].queue.queue
+
+    def broken(*args, **kwargs):
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(queue, "enqueue", broken)
+    resp = post(client, _pr_opened(), delivery="flaky")
+    assert resp.status_code == 503
+    monkeypatch.undo()
+    resp = post(client, _pr_opened(), delivery="flaky")
+    assert resp.status_code == 202
+    assert len(queued(redis_conn)) == 1
+
+
+def test_unreachable_redis_is_503(settings):
+    """No Redis at all (nothing listens): 503, never a 500 or a hang."""
+    dead = store.connect("redis://127.0.0.1:1/0")
+    client = create_app(settings, dead).test_client()
+    assert post(client, _pr_opened()).status_code == 503
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_retarget_to_another_base_is_evaluated(client, redis_conn):
+    """`edited` matters only when the base changed: retargeting can move a PR under protection."""
+    payload = _pr_opened() | {"action": "edited", "changes": {"title": {"from": "x"}}}
+    assert post(client, payload, delivery="t").json["result"] == "ignored"
+    payload["changes"] = {"base": {"ref": {"from": "dev"}, "sha": {"from": "abc"}}}
+    assert post(client, payload, delivery="b").json["result"] == "queued"
+
+
+def test_metrics_count_deliveries(client):
+    """/metrics shows deliveries by result, shared through the store."""
+    post(client, _pr_opened(), delivery="m1")
+    post(client, _pr_opened(), secret="bad", delivery="m2")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'agentgate_webhooks_total{event="pull_request",platform="github",result="queued"} 1.0' in text
+    assert 'agentgate_webhooks_total{event="pull_request",platform="github",result="bad-signature"} 1.0' in text
+    assert 'agentgate_queue_depth{queue="agentgate"} 1.0' in text
