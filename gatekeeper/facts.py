@@ -130,3 +130,17 @@ class EventFacts:
     sender: Actor | None
     installation_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedFinding:
+    """A chain finding stored against a pull request until a human repeats or approves the action."""
+
+    id: str
+    kind: str  # command | label | workflow_run | deployment | tampering | forged_status | push
+    actor: str
+    actor_kind: str
+    subject: str
+    message: str
+    unblock: str
+    at: str = ""  # ISO 8601, when it happened (from the platform's payload)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import redis
 
-from gatekeeper.facts import ChangedFile, Commit, PullRequestFacts, Review
+from gatekeeper.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
 from gatekeeper.forges.base import FileTooLarge, Forge, PullRequestInfo
 from gatekeeper.identity import classify_github_user
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
@@ -45,6 +46,60 @@ def permission(conn: redis.Redis, forge: Forge, login: str) -> str:
     return level
 
 
+_CLOSING_REF = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#(\d{1,9})\b", re.IGNORECASE)
+_COAUTHOR = re.compile(r"^co-authored-by:.*<(?:\d+\+)?([A-Za-z0-9-]+)@users\.noreply\.github\.com>",
+                       re.IGNORECASE | re.MULTILINE)
+
+
+def task_numbers(body: str) -> list[int]:
+    """Issues a PR says it resolves ("Fixes #12"), in order, without repeats."""
+    return list(dict.fromkeys(int(n) for n in _CLOSING_REF.findall(body or "")))[:10]
+
+
+def requester_key(repo: str, number: int) -> str:
+    return key("requesters", repo, number)
+
+
+def remember_requester(conn: redis.Redis, repo: str, number: int, login: str) -> None:
+    """Record the human who set an agent on an issue or PR (assigned it, mentioned it)."""
+    conn.sadd(requester_key(repo, number), login)
+    conn.expire(requester_key(repo, number), 180 * 24 * 3600)
+
+
+def requesters(conn: redis.Redis, repo: str, number: int, tasks: list[int], commits: list[Commit]) -> tuple[str, ...]:
+    found: set[str] = set()
+    for n in [number, *tasks]:
+        found |= {m.decode() for m in conn.smembers(requester_key(repo, n))}
+    for commit in commits:
+        # A human credited as co-author of an agent's commit steered that commit.
+        if commit.author and commit.author.kind.is_automated:
+            found |= set(_COAUTHOR.findall(commit.message))
+    return tuple(sorted(found))
+
+
+def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], agents: tuple[str, ...],
+              bots: tuple[str, ...]) -> tuple[TaskRef, ...]:
+    refs = []
+    for n in numbers:
+        issue = forge.get_issue(n)
+        if issue is None or issue.get("pull_request"):
+            continue  # only issues are tasks
+        labels = tuple(label["name"] for label in issue.get("labels") or [])
+        applied = []
+        latest: dict[str, dict] = {}  # type: ignore[type-arg]
+        for label, actor in forge.label_events(n):
+            latest[label] = actor
+        for label in labels:
+            actor = latest.get(label)
+            if actor:
+                who = classify_github_user(actor, agents=agents, bots=bots)
+                level = permission(conn, forge, who.login) if not who.kind.is_automated else "none"
+                applied.append(LabelApplied(label, who, level))
+        refs.append(TaskRef(n, issue.get("state", "open"), labels, tuple(applied),
+                            tuple(a["login"] for a in issue.get("assignees") or [])))
+    return tuple(refs)
+
+
 def pull_request_facts(
     conn: redis.Redis, forge: Forge, pr: PullRequestInfo, policy: Policy | InvalidPolicy
 ) -> PullRequestFacts:
@@ -66,6 +121,9 @@ def pull_request_facts(
         needs_level = raw.state in ("APPROVED", "CHANGES_REQUESTED") and not reviewer.kind.is_automated
         level = permission(conn, forge, reviewer.login) if needs_level else "none"
         reviews.append(Review(reviewer, raw.state, raw.commit_id, level, raw.submitted_at, raw.id))
+    commit_facts = [Commit(c.sha, c.message, who(c.author), who(c.committer)) for c in commits]
+    numbers = task_numbers(pr.body)
+    want_tasks = isinstance(policy, Policy) and policy.task.required
     return PullRequestFacts(
         repo=forge.repo,
         number=pr.number,
@@ -85,7 +143,10 @@ def pull_request_facts(
                             for f in files),
         changed_files_complete=complete,
         reviews=tuple(reviews),
-        commits=tuple(Commit(c.sha, c.message, who(c.author), who(c.committer)) for c in commits),
+        commits=tuple(commit_facts),
+        requesters=requesters(conn, forge.repo, pr.number, numbers, commit_facts),
+        tasks=tasks_for(conn, forge, numbers, agents, bots) if want_tasks else (),
+        tasks_checked=want_tasks,
     )
 
 

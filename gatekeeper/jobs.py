@@ -1,24 +1,62 @@
-"""Worker jobs: gather facts, decide, act. Each job is idempotent and safe to retry."""
+"""Worker jobs for pull requests: gather facts, decide, act. Each job is idempotent and safe to retry."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from rq import get_current_job
 
-from gatekeeper import decisions, gather, metrics, runtime
+from gatekeeper import decisions, enforcement, findings, gather, metrics, runtime
 from gatekeeper.decision import evaluate_pull_request as decide_pull_request
 from gatekeeper.decisions import DecisionRecord
-from gatekeeper.forges.base import Forge, ForgeError
+from gatekeeper.facts import PullRequestFacts, RecordedFinding
+from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
 from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
+from gatekeeper.policy import InvalidPolicy, Policy
+from gatekeeper.settings import Settings
 from gatekeeper.store import key
-from gatekeeper.verdict import Outcome, shorten
+from gatekeeper.verdict import Outcome, Verdict, shorten
 
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 90
+
+
+@dataclass
+class Assessment:
+    pr: PullRequestInfo
+    policy: Policy | InvalidPolicy
+    facts: PullRequestFacts
+    verdict: Verdict
+    open_findings: list[RecordedFinding]
+
+
+def pr_lock(conn: redis.Redis, platform: str, repo: str, number: int):  # type: ignore[no-untyped-def]
+    # One evaluation per PR at a time: two deliveries in a burst must not post out of order.
+    return conn.lock(key("lock", "pr", platform, repo, number), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
+
+
+def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestInfo) -> Assessment:
+    """Facts, policy and verdict for a pull request, findings included. Posts `error` if facts fail."""
+    try:
+        policy = gather.policy_at(conn, forge, pr.base_sha)
+        facts = gather.pull_request_facts(conn, forge, pr, policy)
+    except ForgeError as exc:
+        _post_unevaluated(conn, forge, settings.status_context, pr.head_sha, str(exc), settings.public_url)
+        raise
+    stored = findings.load(conn, forge.repo, pr.number)
+    min_permission = policy.min_permission if isinstance(policy, Policy) else "write"
+    still_open = enforcement.active(stored, facts, min_permission)
+    approved = {f.id for f in stored} - {f.id for f in still_open}
+    if approved:
+        # A human approved the head after the action: the finding is settled for good.
+        findings.lift(conn, forge.repo, pr.number, lambda f: f.id in approved)
+    verdict = enforcement.with_findings(decide_pull_request(policy, facts), still_open)
+    return Assessment(pr, policy, facts, verdict, still_open)
 
 
 def evaluate_pull_request(
@@ -28,45 +66,43 @@ def evaluate_pull_request(
     number: int,
     installation_id: int | None = None,
     trigger: str = "",
-    sender: str | None = None,
+    sender: Any = None,
     delivery_id: str = "",
     force_status: bool = False,
 ) -> dict[str, Any]:
     """Evaluate one pull request from fresh platform state and post its `agentgate` status."""
     rt = runtime.current()
-    conn, settings = rt.conn, rt.settings
     forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    # One evaluation per PR at a time: two deliveries in a burst must not post out of order.
-    with conn.lock(key("lock", "pr", platform, repo, number), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
+    return evaluate_with(rt, forge, platform, number, trigger, sender, delivery_id, force_status)
+
+
+def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int, trigger: str, sender: Any,
+                  delivery_id: str, force_status: bool = False) -> dict[str, Any]:
+    conn, settings = rt.conn, rt.settings
+    with pr_lock(conn, platform, forge.repo, number):
         pr = forge.get_pull_request(number)
         if pr.state != "open":
             return {"skipped": f"pull request is {pr.state}"}
-        try:
-            policy = gather.policy_at(conn, forge, pr.base_sha)
-            facts = gather.pull_request_facts(conn, forge, pr, policy)
-        except ForgeError as exc:
-            _post_unevaluated(conn, forge, settings.status_context, pr.head_sha, str(exc), settings.public_url)
-            raise
-        verdict = decide_pull_request(policy, facts)
-        trigger_info = {"event": trigger, "sender": sender, "delivery": delivery_id}
-        record = DecisionRecord(
-            platform=platform, repo=repo, subject=f"pull request #{number}", sha=pr.head_sha,
-            verdict=verdict.to_dict(), facts=facts.to_dict(),
-            policy_source=getattr(policy, "source", ".agentgate.yml"), trigger=trigger_info,
-        )
-        decision_id = _save_decision(conn, record)
+        result = assess(conn, settings, forge, pr)
+        decision_id = save_decision(conn, platform, forge.repo, f"pull request #{number}", pr.head_sha,
+                                    result.verdict, result.facts.to_dict(), result.policy,
+                                    {"event": trigger, "sender": sender, "delivery": delivery_id})
         target = f"{settings.public_url}/decisions/{decision_id}"
-        posted = post_status(conn, forge, pr.head_sha, verdict.outcome.value, verdict.description(), target,
-                             settings.status_context, force=force_status)
-        metrics.incr(conn, "agentgate_verdicts", platform, verdict.outcome.value)
-        log.info("%s#%s %s -> %s (%s)", repo, number, pr.head_sha[:7], verdict.outcome.value, trigger)
-        return {"decision": decision_id, "outcome": verdict.outcome.value, "posted": posted}
+        posted = post_status(conn, forge, pr.head_sha, result.verdict.outcome.value, result.verdict.description(),
+                             target, settings.status_context, force=force_status)
+        sync_comment(conn, forge, number, result.open_findings, target, settings.status_context)
+        metrics.incr(conn, "agentgate_verdicts", platform, result.verdict.outcome.value)
+        log.info("%s#%s %s -> %s (%s)", forge.repo, number, pr.head_sha[:7], result.verdict.outcome.value, trigger)
+        return {"decision": decision_id, "outcome": result.verdict.outcome.value, "posted": posted}
 
 
-def _save_decision(conn: Any, record: DecisionRecord) -> str:
+def save_decision(conn: redis.Redis, platform: str, repo: str, subject: str, sha: str, verdict: Verdict,
+                  facts: dict[str, Any], policy: Policy | InvalidPolicy | None, trigger: dict[str, Any]) -> str:
     """The same facts and verdict keep the same decision id, so an unchanged verdict changes nothing."""
-    fp_key = key("decision-fp", gather.fingerprint(record.repo, record.subject, record.sha, record.verdict,
-                                                    record.facts, record.policy_source))
+    source = getattr(policy, "source", ".agentgate.yml") if policy is not None else "-"
+    record = DecisionRecord(platform=platform, repo=repo, subject=subject, sha=sha, verdict=verdict.to_dict(),
+                            facts=facts, policy_source=source, trigger=trigger)
+    fp_key = key("decision-fp", gather.fingerprint(repo, subject, sha, record.verdict, facts, source))
     existing = conn.get(fp_key)
     if existing is not None and decisions.load(conn, existing.decode()) is not None:
         return str(existing.decode())
@@ -76,7 +112,7 @@ def _save_decision(conn: Any, record: DecisionRecord) -> str:
     return decision_id
 
 
-def post_status(conn: Any, forge: Forge, sha: str, state: str, description: str, target_url: str,
+def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, description: str, target_url: str,
                 context: str, *, force: bool = False) -> bool:
     """Post a commit status unless the very same one is already the latest we posted."""
     last_key = key("status", forge.repo, sha, context)
@@ -88,7 +124,25 @@ def post_status(conn: Any, forge: Forge, sha: str, state: str, description: str,
     return True
 
 
-def _post_unevaluated(conn: Any, forge: Forge, context: str, sha: str, why: str, public_url: str) -> None:
+def sync_comment(conn: redis.Redis, forge: Forge, number: int, open_findings: list[RecordedFinding],
+                 details_url: str, context: str) -> None:
+    """At most one agentgate comment per PR, edited in place; none at all until something is flagged."""
+    id_key = key("comment", forge.repo, number)
+    existing = conn.get(id_key)
+    if existing is None and not open_findings:
+        return
+    # The details URL changes with every decision; the comment only when the findings do.
+    body = enforcement.comment_body(open_findings, details_url, context)
+    body_key = key("comment-body", forge.repo, number)
+    wanted = gather.fingerprint([f.id for f in open_findings])
+    if existing is not None and conn.get(body_key) == wanted.encode():
+        return
+    comment_id = forge.upsert_comment(number, body, int(existing) if existing is not None else None)
+    conn.set(id_key, comment_id, ex=180 * 24 * 3600)
+    conn.set(body_key, wanted, ex=180 * 24 * 3600)
+
+
+def _post_unevaluated(conn: redis.Redis, forge: Forge, context: str, sha: str, why: str, public_url: str) -> None:
     """Fail closed: an earlier `success` must not stand for a head we can no longer evaluate."""
     job = get_current_job()
     retrying = bool(job and (job.retries_left or 0) > 0)

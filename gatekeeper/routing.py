@@ -73,6 +73,12 @@ def _pull_request(action: str, payload: dict[str, Any]) -> list[JobRequest]:
     if action == "edited" and "base" in (payload.get("changes") or {}):
         # Retargeting, e.g. from a feature branch to main, can move a PR under protection.
         return _evaluate(payload, number, "pull_request.edited.base")
+    if action in ("labeled", "unlabeled"):
+        label = (payload.get("label") or {}).get("name")
+        return _job("on_label", payload, action=action, number=number, label=label,
+                    at=payload["pull_request"].get("updated_at"))
+    if action == "assigned":
+        return _job("on_assigned", payload, number=number, assignee=_actor(payload.get("assignee")))
     return []
 
 
@@ -81,4 +87,156 @@ def _pull_request_review(action: str, payload: dict[str, Any]) -> list[JobReques
     if action not in ("submitted", "dismissed", "edited"):
         return []
     number = (payload.get("pull_request") or {}).get("number")
-    return _evaluate(payload, number, f"pull_request_review.{action}")
+    jobs = _evaluate(payload, number, f"pull_request_review.{action}")
+    review = payload.get("review") or {}
+    sender = (payload.get("sender") or {}).get("login")
+    author = (review.get("user") or {}).get("login")
+    if action == "edited" and sender and author and sender != author:
+        # A review changed by someone other than its author is tampering, whatever it now says.
+        jobs += _job("on_tampering", payload, number=number, what=f"review {review.get('id')} by {author}",
+                     author=author)
+    return jobs
+
+
+# ---- The whole action path: comments, labels, workflows, deployments, merge queues, pushes, statuses.
+
+CHAIN_JOBS = "gatekeeper.chain_jobs"
+MAX_BODY_CHARS = 65536  # commands are judged on the first 64 KB; the job records that it cut
+
+
+def _actor(user: dict[str, Any] | None, via_app: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    if not user:
+        return None
+    actor = {"login": user.get("login"), "type": user.get("type"), "id": user.get("id")}
+    if via_app:
+        actor["via_app"] = via_app.get("slug") or via_app.get("name")
+    return actor
+
+
+def _job(func: str, payload: dict[str, Any], **kwargs: Any) -> list[JobRequest]:
+    common = _common(payload)
+    if not common["repo"]:
+        return []
+    common["sender"] = _actor(payload.get("sender"))
+    return [JobRequest(f"{CHAIN_JOBS}.{func}", {**common, **kwargs})]
+
+
+@github_handler("issue_comment")
+def _issue_comment(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action not in ("created", "edited", "deleted"):
+        return []
+    issue, comment = payload["issue"], payload["comment"]
+    return _job("on_comment", payload, action=action, number=issue["number"],
+                is_pull_request=bool(issue.get("pull_request")), comment_id=comment["id"],
+                body=str(comment.get("body") or "")[:MAX_BODY_CHARS],
+                author=_actor(comment.get("user"), comment.get("performed_via_github_app")),
+                created_at=comment.get("created_at"), kind="comment")
+
+
+@github_handler("pull_request_review_comment")
+def _review_comment(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action not in ("created", "edited", "deleted"):
+        return []
+    comment = payload["comment"]
+    return _job("on_comment", payload, action=action, number=payload["pull_request"]["number"],
+                is_pull_request=True, comment_id=comment["id"], body=str(comment.get("body") or "")[:MAX_BODY_CHARS],
+                author=_actor(comment.get("user"), comment.get("performed_via_github_app")),
+                created_at=comment.get("created_at"), kind="review_comment")
+
+
+@github_handler("issues")
+def _issues(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    # Assigning an issue to an agent is how a human sets it on a task: remember who did.
+    if action != "assigned":
+        return []
+    return _job("on_assigned", payload, number=payload["issue"]["number"], assignee=_actor(payload.get("assignee")))
+
+
+@github_handler("workflow_run")
+def _workflow_run(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action not in ("requested", "completed", "in_progress"):
+        return []
+    run = payload["workflow_run"]
+    return _job("on_workflow_run", payload, action=action, run_id=run["id"], name=run.get("name") or "",
+                path=run.get("path") or "", event=run.get("event") or "", head_sha=run.get("head_sha"),
+                head_branch=run.get("head_branch"), triggering_actor=_actor(run.get("triggering_actor")),
+                actor=_actor(run.get("actor")),
+                pull_numbers=[p["number"] for p in run.get("pull_requests") or [] if "number" in p])
+
+
+@github_handler("workflow_job")
+def _workflow_job(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action != "queued":
+        return []
+    job = payload["workflow_job"]
+    return _job("on_workflow_job", payload, run_id=job.get("run_id"), name=job.get("name") or "",
+                workflow_name=job.get("workflow_name") or "", head_sha=job.get("head_sha"),
+                head_branch=job.get("head_branch"), labels=list(job.get("labels") or []))
+
+
+@github_handler("check_suite")
+def _check_suite(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action not in ("requested", "rerequested"):
+        return []
+    suite = payload["check_suite"]
+    jobs: list[JobRequest] = []
+    for pr in suite.get("pull_requests") or []:
+        jobs += [JobRequest(j.func, j.kwargs, name=f"pr{pr['number']}")
+                 for j in _evaluate(payload, pr.get("number"), f"check_suite.{action}")]
+    return jobs
+
+
+@github_handler("check_run")
+def _check_run(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action not in ("rerequested", "requested_action"):
+        return []
+    run = payload["check_run"]
+    jobs: list[JobRequest] = []
+    for pr in run.get("pull_requests") or []:
+        jobs += [JobRequest(j.func, j.kwargs | {"force_status": True}, name=f"pr{pr['number']}")
+                 for j in _evaluate(payload, pr.get("number"), f"check_run.{action}")]
+    return jobs
+
+
+@github_handler("push")
+def _push(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    ref = str(payload.get("ref") or "")
+    if not ref.startswith("refs/heads/") or payload.get("deleted"):
+        return []
+    return _job("on_push", payload, ref=ref.removeprefix("refs/heads/"), after=payload.get("after"),
+                before=payload.get("before"), forced=bool(payload.get("forced")),
+                created=bool(payload.get("created")), pusher=(payload.get("pusher") or {}).get("name"),
+                default_branch=(payload.get("repository") or {}).get("default_branch"),
+                commits=[{"id": c.get("id"), "message": str(c.get("message") or "")[:4096],
+                          "author": (c.get("author") or {}).get("username")}
+                         for c in (payload.get("commits") or [])[:50]])
+
+
+@github_handler("deployment_protection_rule")
+def _deployment_protection_rule(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action != "requested":
+        return []
+    deployment = payload.get("deployment") or {}
+    return _job("on_deployment_protection_rule", payload, environment=payload.get("environment"),
+                event=payload.get("event"), sha=payload.get("sha") or deployment.get("sha"),
+                ref=payload.get("ref") or deployment.get("ref"),
+                callback_url=payload.get("deployment_callback_url"),
+                creator=_actor(deployment.get("creator"), deployment.get("performed_via_github_app")),
+                pull_numbers=[p["number"] for p in payload.get("pull_requests") or [] if "number" in p])
+
+
+@github_handler("merge_group")
+def _merge_group(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    if action != "checks_requested":
+        return []
+    group = payload["merge_group"]
+    return _job("on_merge_group", payload, head_sha=group["head_sha"], head_ref=group.get("head_ref") or "",
+                base_ref=group.get("base_ref") or "",
+                message=str((group.get("head_commit") or {}).get("message") or "")[:MAX_BODY_CHARS])
+
+
+@github_handler("status")
+def _status(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+    # Only statuses in agentgate's context matter; which context that is, the job knows (settings).
+    return _job("on_status", payload, sha=payload.get("sha"), context=payload.get("context"),
+                state=payload.get("state"), description=payload.get("description"))

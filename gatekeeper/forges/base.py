@@ -63,6 +63,10 @@ class Action:
 class ForgeError(Exception):
     """The platform could not be asked; the job will be retried and the change is not passed."""
 
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the platform's HTTP status, when it answered
+
 
 class FileTooLarge(ForgeError):
     """The file exists but the platform will not return its content inline."""
@@ -86,3 +90,24 @@ class Forge(Protocol):
     def get_permission(self, login: str) -> str: ...
 
     def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None: ...
+
+    # ---- acting on the action path
+    def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
+        """Edit our one comment on the PR in place (or create it); returns its id."""
+        ...
+
+    def remove_label(self, number: int, label: str) -> None: ...
+
+    def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None: ...
+
+    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
+        """Pull requests associated with a commit: {number, state, merged_at, head_sha}."""
+        ...
+
+    def branch_sha(self, branch: str) -> str | None: ...
+
+    def get_issue(self, number: int) -> dict[str, Any] | None: ...
+
+    def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
+        """(label, actor) for every `labeled` event on an issue or PR, oldest first."""
+        ...

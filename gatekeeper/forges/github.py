@@ -42,7 +42,7 @@ class GitHubForge:
             yield
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else ""
-            raise ForgeError(f"GitHub answered {exc.status}: {message}") from None
+            raise ForgeError(f"GitHub answered {exc.status}: {message}", exc.status) from None
         except requests.RequestException as exc:
             raise ForgeError(f"could not reach GitHub: {type(exc).__name__}") from None
 
@@ -73,7 +73,7 @@ class GitHubForge:
             with self._calls():
                 content = self._repo.get_contents(path, ref=ref)
         except ForgeError as exc:
-            if str(exc).startswith("GitHub answered 404"):
+            if exc.status == 404:
                 return None
             raise
         if isinstance(content, list):
@@ -113,7 +113,7 @@ class GitHubForge:
                 _, data = self._repo.requester.requestJsonAndCheck(
                     "GET", f"{self._repo.url}/collaborators/{urllib.parse.quote(login)}/permission")
         except ForgeError as exc:
-            if str(exc).startswith("GitHub answered 404"):
+            if exc.status == 404:
                 return "none"  # not a collaborator, or no such user
             raise
         # role_name tells maintain from write and triage from read; custom roles fall back to the base.
@@ -126,3 +126,56 @@ class GitHubForge:
                                                       description=description, context=context)
 
 
+
+    def _request(self, verb: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        with self._calls():
+            _, data = self._repo.requester.requestJsonAndCheck(verb, f"{self._repo.url}{path}", input=body)
+        return data
+
+    def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
+        if comment_id is not None:
+            try:
+                return int(self._request("PATCH", f"/issues/comments/{comment_id}", {"body": body})["id"])
+            except ForgeError as exc:
+                if not exc.status == 404:
+                    raise  # deleted by someone: post a new one below
+        return int(self._request("POST", f"/issues/{number}/comments", {"body": body})["id"])
+
+    def remove_label(self, number: int, label: str) -> None:
+        try:
+            self._request("DELETE", f"/issues/{number}/labels/{urllib.parse.quote(label, safe='')}")
+        except ForgeError as exc:
+            if not exc.status == 404:
+                raise  # already gone is what we wanted
+
+    def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None:
+        self._request("POST", f"/actions/runs/{int(run_id)}/deployment_protection_rule",
+                      {"environment_name": environment, "state": state, "comment": comment[:1000]})
+
+    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
+        data = self._request("GET", f"/commits/{urllib.parse.quote(sha)}/pulls")
+        return [{"number": int(p["number"]), "state": p.get("state"), "merged_at": p.get("merged_at"),
+                 "head_sha": (p.get("head") or {}).get("sha")} for p in data or []]
+
+    def branch_sha(self, branch: str) -> str | None:
+        try:
+            data = self._request("GET", f"/branches/{urllib.parse.quote(branch, safe='')}")
+        except ForgeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str((data.get("commit") or {}).get("sha") or "") or None
+
+    def get_issue(self, number: int) -> dict[str, Any] | None:
+        try:
+            return dict(self._request("GET", f"/issues/{int(number)}"))
+        except ForgeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._calls():
+            events = [e.raw_data for e in self._repo.get_issue(number).get_events()]
+        return [((e.get("label") or {}).get("name", ""), e.get("actor") or {}) for e in events
+                if e.get("event") == "labeled"]

@@ -25,8 +25,14 @@ from gatekeeper.store import key
 REFRESH_MARGIN_SECONDS = 5 * 60  # never hand out a token that expires within five minutes
 HTTP_TIMEOUT = 10
 
-# What evaluating a pull request needs, and no more.
-EVALUATE_PERMISSIONS = {"contents": "read", "pull_requests": "read", "statuses": "write", "metadata": "read"}
+# Each job asks for what it needs and no more; tokens are cached per permission set.
+READ_PERMISSIONS = {"contents": "read", "metadata": "read", "pull_requests": "read", "issues": "read"}
+# Evaluating posts a status and keeps one explanatory comment on the pull request.
+EVALUATE_PERMISSIONS = READ_PERMISSIONS | {"statuses": "write", "pull_requests": "write"}
+# Removing a bot's trigger label.
+LABEL_PERMISSIONS = EVALUATE_PERMISSIONS | {"issues": "write"}
+# Approving or rejecting a deployment through the protection-rule callback.
+DEPLOY_PERMISSIONS = EVALUATE_PERMISSIONS | {"deployments": "write", "actions": "read"}
 
 
 def app_jwt(app_id: str, private_key: str, now: float | None = None) -> str:
@@ -110,3 +116,22 @@ def _message(resp: requests.Response) -> str:
         return str(resp.json().get("message", ""))[:200]
     except ValueError:
         return ""
+
+
+def app_slug(conn: redis.Redis, tokens: InstallationTokens) -> str:
+    """The App's slug (its bot user is `<slug>[bot]`), asked of GitHub once and kept in the store."""
+    cache = key("app-slug", tokens.app_id)
+    cached = conn.get(cache)
+    if cached is not None:
+        return str(cached.decode())
+    try:
+        resp = tokens.session.get(f"{tokens.api_url}/app", timeout=HTTP_TIMEOUT, headers={
+            "Authorization": f"Bearer {app_jwt(tokens.app_id, tokens.private_key)}",
+            "Accept": "application/vnd.github+json"})
+    except requests.RequestException as exc:
+        raise ForgeError(f"could not reach GitHub for the App's identity: {type(exc).__name__}") from None
+    if resp.status_code != 200:
+        raise ForgeError(f"GitHub refused the App's identity ({resp.status_code}): {_message(resp)}", resp.status_code)
+    slug = str(resp.json()["slug"])
+    conn.set(cache, slug, ex=24 * 3600)
+    return slug

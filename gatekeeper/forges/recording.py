@@ -84,3 +84,32 @@ class RecordingForge:
     def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None:
         self._record("status", sha=sha, state=state, description=description, target_url=target_url,
                      context=context)
+
+    def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
+        new_id = comment_id or int(self.conn.incr(key("dev", "comment-ids")))
+        self._record("comment", number=number, comment_id=new_id, edited=comment_id is not None, body=body)
+        return new_id
+
+    def remove_label(self, number: int, label: str) -> None:
+        self._record("remove_label", number=number, label=label)
+
+    def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None:
+        self._record("deployment_review", run_id=run_id, environment=environment, state=state, comment=comment)
+
+    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
+        found = []
+        for raw in self.conn.scan_iter(sample_key(self.repo, "*")):
+            pr = json.loads(self.conn.get(raw) or "{}").get("pull_request") or {}
+            if (pr.get("head") or {}).get("sha") == sha:
+                found.append({"number": int(pr["number"]), "state": pr.get("state", "open"),
+                              "merged_at": pr.get("merged_at"), "head_sha": sha})
+        return found
+
+    def branch_sha(self, branch: str) -> str | None:
+        return None  # samples carry no branches: the default policy applies
+
+    def get_issue(self, number: int) -> dict[str, Any] | None:
+        return self._sample(number).get("issue")
+
+    def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
+        return [(e["label"], e["actor"]) for e in self._sample(number).get("label_events") or []]
