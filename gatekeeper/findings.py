@@ -33,7 +33,9 @@ def load(conn: redis.Redis, repo: str, number: int) -> list[RecordedFinding]:
     return sorted(found, key=lambda f: (f.at, f.id))
 
 
-def lift(conn: redis.Redis, repo: str, number: int, matches: Callable[[RecordedFinding], bool]) -> list[RecordedFinding]:
+def lift(
+    conn: redis.Redis, repo: str, number: int, matches: Callable[[RecordedFinding], bool]
+) -> list[RecordedFinding]:
     lifted = [f for f in load(conn, repo, number) if matches(f)]
     if lifted:
         conn.hdel(_key(repo, number), *[f.id for f in lifted])

@@ -111,7 +111,7 @@ def test_token_is_scoped_cached_and_encrypted(worker_runtime, api, redis_conn):
     assert len(mints) == 1
     body = json.loads(mints[0].request.body)
     assert body == {"repositories": ["widgets"], "permissions": {
-        "contents": "read", "pull_requests": "read", "statuses": "write", "metadata": "read"}}
+        "contents": "read", "metadata": "read", "issues": "read", "pull_requests": "write", "statuses": "write"}}
     claims = jwt.decode(mints[0].request.headers["Authorization"].split()[1], options={"verify_signature": False})
     assert claims["iss"] == "12345"
     assert claims["exp"] - claims["iat"] == 600  # iat backdated 60 s, exp 9 min ahead

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gatekeeper.policy.globs import GlobSet
+from gatekeeper.policy.patterns import Pattern
 
 PROTECTED_BRANCHES = ("main", "master", "release/*", "release/**", "production")
 
@@ -94,6 +96,59 @@ class TaskPolicy:
 
 
 @dataclass(frozen=True)
+class TrustedBot:
+    """A bot trusted for one kind of change: when every changed path matches `only_paths`, its pull
+    requests need `approvals` instead of the protected-branch requirement (sensitive paths still count)."""
+
+    actor: GlobSet  # logins (globs, case-insensitive)
+    only_paths: GlobSet
+    approvals: int = 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits for agents' changes; None means no limit."""
+
+    max_files: int | None = None
+    max_lines: int | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A rule's conditions; every one that is set must hold. Set-valued conditions hold when any entry does."""
+
+    kinds: frozenset[str] | None = None  # "human" | "bot" | "agent"
+    logins: GlobSet | None = None
+    events: frozenset[str] | None = None
+    branches: GlobSet | None = None  # base branch
+    head_branches: GlobSet | None = None
+    paths: GlobSet | None = None  # some changed path matches
+    only_paths: GlobSet | None = None  # every changed path matches
+    labels: frozenset[str] | None = None  # lower-cased
+    title: Pattern | None = None
+    body: Pattern | None = None
+    draft: bool | None = None
+    fork: bool | None = None
+
+
+Effect = Literal["allow", "require", "block"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    effect: Effect
+    when: Condition = field(default_factory=Condition)
+    unless: Condition | None = None
+    message: str = ""
+    unblock: str | None = None
+    approvals: int = 0  # for `require`
+    reviewers: tuple[str, ...] = ()  # lower-cased logins, teams expanded; empty: any qualified human
+    reviewers_shown: str = ""  # as the policy wrote them, for messages
+    origin: str = ""  # the file the rule came from
+
+
+@dataclass(frozen=True)
 class Policy:
     """A compiled policy. The built-in secure default is `DEFAULT_POLICY`."""
 
@@ -109,6 +164,15 @@ class Policy:
     chains: ChainPolicy = field(default_factory=ChainPolicy)
     task: TaskPolicy = field(default_factory=TaskPolicy)
     source: str = "built-in secure default"
+    # Only these (lower-cased) logins' approvals count; empty means any qualified human.
+    approvers: tuple[str, ...] = ()
+    approvers_shown: str = ""
+    stale_after_push: bool = True
+    trusted_bots: tuple[TrustedBot, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    rules: tuple[Rule, ...] = ()
+    # What the policy was built from, in precedence order (lowest first), e.g. ("preset:strict", ".agentgate.yml").
+    layers: tuple[str, ...] = field(default=(), compare=False)
 
 
 DEFAULT_POLICY = Policy()

@@ -9,10 +9,11 @@ seed deliberately odd values (e.g. a PR whose ``changed_files`` disagrees with i
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 from urllib.parse import quote
 
-from .state import FakeState, Repo, iso, stable_id, who
+from .state import FakeState, Repo, fake_sha, iso, stable_id, who
 
 HTML_ROOT = "https://github.com"
 
@@ -100,11 +101,20 @@ def author_association(repo: Repo, login: str | None) -> str:
     return "NONE"
 
 
-def _branch(state: FakeState, base: str, side: dict[str, Any]) -> dict[str, Any]:
-    head_repo = (side.get("repo") or {}).get("full_name")
-    owner = head_repo.split("/")[0] if head_repo else "ghost"
-    return {"label": f"{owner}:{side['ref']}", "ref": side["ref"], "sha": side["sha"],
-            "user": user(base, owner), "repo": repository(state, base, head_repo) if head_repo else None}
+def head_repo_name(repo: Repo, pr: dict[str, Any], side: str = "head") -> str:
+    """Full name of a PR side's repo: seeded ``repo.full_name``, else the PR's own repo. An explicit
+    ``"repo": null`` (fork deleted) is kept as "" -> rendered as null like GitHub."""
+    branch = pr[side]
+    if "repo" not in branch:
+        return repo.full_name
+    return (branch["repo"] or {}).get("full_name", "")
+
+
+def _branch(state: FakeState, base: str, repo: Repo, pr: dict[str, Any], side: str) -> dict[str, Any]:
+    full_name = head_repo_name(repo, pr, side)
+    owner = full_name.split("/")[0] if full_name else "ghost"
+    return {"label": f"{owner}:{pr[side]['ref']}", "ref": pr[side]["ref"], "sha": pr[side]["sha"],
+            "user": user(base, owner), "repo": repository(state, base, full_name) if full_name else None}
 
 
 # Keys "pull-request" has and "pull-request-simple" (list endpoints) lacks.
@@ -143,7 +153,8 @@ def pull(state: FakeState, base: str, repo: Repo, pr: dict[str, Any], *, simple:
     out.update({k: v for k, v in pr.items() if k not in ("user", "head", "base", "labels")})
     out["node_id"] = node_id("PullRequest", out["id"])
     out["user"] = user(base, pr.get("user") or "ghost")
-    out["head"], out["base"] = _branch(state, base, pr["head"]), _branch(state, base, pr["base"])
+    out["head"] = _branch(state, base, repo, pr, "head")
+    out["base"] = _branch(state, base, repo, pr, "base")
     out["labels"] = [label(base, repo, name) for name in repo.labels.get(n, [])]
     if simple:
         for k in _FULL_PR_ONLY:
@@ -184,7 +195,7 @@ def issue(state: FakeState, base: str, repo: Repo, number: int) -> dict[str, Any
 
 
 def pr_file(base: str, repo: Repo, f: dict[str, Any]) -> dict[str, Any]:
-    sha = f.get("sha") or stable_sha(f"{repo.full_name}:{f['filename']}:{f.get('status')}")
+    sha = f.get("sha") or fake_sha(f"{repo.full_name}:{f['filename']}:{f.get('status')}")
     path = quote(f["filename"])
     return {"sha": sha, "filename": f["filename"], "status": f.get("status", "modified"),
             "additions": f.get("additions", 0), "deletions": f.get("deletions", 0),
@@ -193,12 +204,6 @@ def pr_file(base: str, repo: Repo, f: dict[str, Any]) -> dict[str, Any]:
             "raw_url": f"{HTML_ROOT}/{repo.full_name}/raw/{sha}/{path}",
             "contents_url": f"{base}/repos/{repo.full_name}/contents/{path}?ref={sha}",
             **{k: v for k, v in f.items() if k != "sha"}}
-
-
-def stable_sha(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def review(base: str, repo: Repo, number: int, rv: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +223,7 @@ def review(base: str, repo: Repo, number: int, rv: dict[str, Any]) -> dict[str, 
 def commit(base: str, repo: Repo, c: dict[str, Any]) -> dict[str, Any]:
     api, html = f"{base}/repos/{repo.full_name}", f"{HTML_ROOT}/{repo.full_name}"
     sha = c["sha"]
-    tree = c.get("commit", {}).get("tree", {}).get("sha") or stable_sha(f"tree:{sha}")
+    tree = c.get("commit", {}).get("tree", {}).get("sha") or fake_sha(f"tree:{sha}")
     inner = {"url": f"{api}/git/commits/{sha}", "comment_count": 0,
              "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
              "verification": {"verified": False, "reason": "unsigned", "signature": None,
@@ -251,6 +256,23 @@ def comment(base: str, repo: Repo, number: int, c: dict[str, Any]) -> dict[str, 
             "html_url": f"{HTML_ROOT}/{repo.full_name}/{kind}/{number}#issuecomment-{c['id']}",
             "issue_url": f"{api}/issues/{number}", "author_association": author_association(repo, login),
             **c, "user": user(base, c.get("user"))}
+
+
+# Timeline entries that are not "issue events" and have shapes of their own; passed through as seeded.
+_NOT_ISSUE_EVENTS = {"commented", "reviewed", "committed", "cross-referenced", "line-commented",
+                     "commit-commented"}
+
+
+def issue_event(base: str, repo: Repo, e: dict[str, Any]) -> dict[str, Any]:
+    """An issue event (labeled, unlabeled, assigned, ...). Clients need ``url``: PyGithub, for one,
+    refuses to read ``raw_data`` of an event without it."""
+    if e.get("event") in _NOT_ISSUE_EVENTS:
+        return e
+    eid = e.get("id") or stable_id(repr(sorted(e.items())))
+    return {"id": eid, "node_id": node_id("IssueEvent", eid),
+            "url": f"{base}/repos/{repo.full_name}/issues/events/{eid}", "commit_id": None,
+            "commit_url": None, "created_at": "2024-01-01T00:00:00Z", "performed_via_github_app": None,
+            **e, "actor": user(base, e.get("actor") or "ghost")}
 
 
 def app(state: FakeState, base: str) -> dict[str, Any]:
@@ -289,16 +311,16 @@ def workflow_run(state: FakeState, base: str, repo: Repo, run: dict[str, Any]) -
                     "head": {"ref": pr["head"]["ref"], "sha": pr["head"]["sha"], "repo": short},
                     "base": {"ref": pr["base"]["ref"], "sha": pr["base"]["sha"], "repo": short}})
     actor = user(base, run.get("actor"))
+    suite_id = stable_id(f"suite:{run.get('head_sha')}")
     git_actor = {"name": (actor or {}).get("login", ""), "email": "noreply@github.com"}
     out = {"id": rid, "node_id": node_id("WorkflowRun", rid), "name": run.get("name"),
            "display_title": run.get("name"), "run_number": 1, "run_attempt": 1,
            "path": f".github/workflows/{run.get('name', 'ci')}.yml", "workflow_id": workflow_id,
            "url": url, "html_url": f"{HTML_ROOT}/{repo.full_name}/actions/runs/{rid}",
-           "jobs_url": f"{url}/jobs", "logs_url": f"{url}/logs", "check_suite_url":
-           f"{api}/check-suites/{stable_id(f'suite:{run.get('head_sha')}')}",
+           "jobs_url": f"{url}/jobs", "logs_url": f"{url}/logs", "check_suite_url": f"{api}/check-suites/{suite_id}",
            "artifacts_url": f"{url}/artifacts", "cancel_url": f"{url}/cancel", "rerun_url": f"{url}/rerun",
            "workflow_url": f"{api}/actions/workflows/{workflow_id}",
-           "head_commit": {"id": run.get("head_sha"), "tree_id": stable_sha(f"tree:{run.get('head_sha')}"),
+           "head_commit": {"id": run.get("head_sha"), "tree_id": fake_sha(f"tree:{run.get('head_sha')}"),
                            "message": "", "timestamp": run.get("created_at"), "author": git_actor,
                            "committer": git_actor},
            "repository": repository(state, base, repo.full_name),
@@ -323,7 +345,7 @@ def content_file(base: str, repo: Repo, ref: str, path: str, text: str) -> dict[
 
 def content_entry(base: str, repo: Repo, ref: str, path: str, kind: str, text: str = "") -> dict[str, Any]:
     """One item of a directory listing (no ``content``)."""
-    sha = git_blob_sha(text.encode()) if kind == "file" else stable_sha(f"tree:{ref}:{path}")
+    sha = git_blob_sha(text.encode()) if kind == "file" else fake_sha(f"tree:{ref}:{path}")
     return {"type": kind, "size": len(text.encode()) if kind == "file" else 0,
             "name": path.rsplit("/", 1)[-1], "path": path, "sha": sha,
             **_content_urls(base, repo, ref, path, sha, "blob" if kind == "file" else "tree")}
@@ -342,6 +364,4 @@ def _content_urls(base: str, repo: Repo, ref: str, path: str, sha: str, kind: st
 
 def git_blob_sha(data: bytes) -> str:
     """The sha git (and GitHub's contents API) reports for a blob."""
-    import hashlib
-
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()

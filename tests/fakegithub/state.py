@@ -376,6 +376,7 @@ class FakeState:
         """Seed an issue event (also shown in the timeline unless ``timeline=False``)."""
         with self.lock:
             r = self.repo(repo)
+            event = {"id": self.next_id(), "created_at": iso(self.now()), **event}
             r.events.setdefault(number, []).append(event)
             if timeline:
                 r.timeline.setdefault(number, []).append(event)
@@ -394,6 +395,14 @@ class FakeState:
                    "status": status, "conclusion": conclusion, "actor": who(actor),
                    "pull_requests": list(pull_requests), "created_at": now, "updated_at": now, **extra}
             r.workflow_runs[run_id] = run
+            return run
+
+    def add_check_run(self, repo: str, name: str, head_sha: str, *, status: str = "queued",
+                      conclusion: str | None = None, **extra: Any) -> dict[str, Any]:
+        with self.lock:
+            run = {"id": self.next_id(), "name": name, "head_sha": head_sha, "status": status,
+                   "conclusion": conclusion, "started_at": iso(self.now()), **extra}
+            self.repo(repo).check_runs[run["id"]] = run
             return run
 
     def issue_token(self, installation_id: int, repositories: Iterable[str] | None = None,
@@ -423,7 +432,7 @@ class FakeState:
     #: Seeding helpers callable through ``{"ops": [{"op": name, "args": {...}}]}``.
     SEED_OPS = ("add_installation", "add_repo", "add_pull", "add_issue", "add_file", "add_review",
                 "add_commit", "set_content", "set_permission", "set_labels", "add_comment",
-                "add_status", "add_event", "add_workflow_run")
+                "add_status", "add_event", "add_workflow_run", "add_check_run")
 
     def merge(self, data: dict[str, Any]) -> None:
         """Merge JSON into the state (the body of ``POST /_fake/state``).
