@@ -54,6 +54,11 @@ def _common(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _chain_common(payload: dict[str, Any]) -> dict[str, Any]:
+    return _common(payload) | {"sender": _actor(payload.get("sender")),
+                               "default_branch": (payload.get("repository") or {}).get("default_branch")}
+
+
 def _evaluate(payload: dict[str, Any], number: int | None, trigger: str) -> list[JobRequest]:
     common = _common(payload)
     if not common["repo"] or not isinstance(number, int):
@@ -114,10 +119,9 @@ def _actor(user: dict[str, Any] | None, via_app: dict[str, Any] | None = None) -
 
 
 def _job(func: str, payload: dict[str, Any], **kwargs: Any) -> list[JobRequest]:
-    common = _common(payload)
+    common = _chain_common(payload)
     if not common["repo"]:
         return []
-    common["sender"] = _actor(payload.get("sender"))
     return [JobRequest(f"{CHAIN_JOBS}.{func}", {**common, **kwargs})]
 
 
@@ -206,7 +210,6 @@ def _push(action: str, payload: dict[str, Any]) -> list[JobRequest]:
     return _job("on_push", payload, ref=ref.removeprefix("refs/heads/"), after=payload.get("after"),
                 before=payload.get("before"), forced=bool(payload.get("forced")),
                 created=bool(payload.get("created")), pusher=(payload.get("pusher") or {}).get("name"),
-                default_branch=(payload.get("repository") or {}).get("default_branch"),
                 commits=[{"id": c.get("id"), "message": str(c.get("message") or "")[:4096],
                           "author": (c.get("author") or {}).get("username")}
                          for c in (payload.get("commits") or [])[:50]])
