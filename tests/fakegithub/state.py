@@ -221,7 +221,9 @@ class FakeState:
             for full_name in repos:
                 self.add_repo(full_name)
             inst = {"account": account, "repositories": repos,
-                    "permissions": dict(permissions or DEFAULT_INSTALLATION_PERMISSIONS),
+                    # GitHub grants every installation metadata:read, whatever else it chose.
+                    "permissions": {"metadata": "read",
+                                    **(permissions or DEFAULT_INSTALLATION_PERMISSIONS)},
                     "repository_selection": repository_selection}
             self.installations[int(installation_id)] = inst
             return inst
