@@ -154,6 +154,8 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | list[Any] | None]] =
     ("POST", "/app/installations/{installation_id}/access_tokens"):
         (f"/app/installations/{INSTALLATION}/access_tokens", {"repositories": ["widgets"]}),
     ("DELETE", "/installation/token"): ("/installation/token", None),
+    ("GET", "/app"): ("/app", None),
+    ("GET", "/repos/{owner}/{repo}/branches/{branch}"): (f"{P}/branches/main", None),
     ("GET", "/repos/{owner}/{repo}"): (P, None),
     ("GET", "/repos/{owner}/{repo}/pulls"): (f"{P}/pulls", None),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"): (f"{P}/pulls/7", None),
@@ -221,7 +223,7 @@ def test_response_has_every_required_field(fake: FakeGitHub, app_key: tuple[str,
     every field the OpenAPI schema marks required (non-null unless nullable), one level deep."""
     entry = SPEC[key]
     path, payload = EXAMPLES[key]
-    if entry["path"].startswith("/app/"):
+    if entry["path"] == "/app" or entry["path"].startswith("/app/"):
         headers = {"Authorization": f"Bearer {app_jwt(app_key[0], fake.state.now())}"}
     else:
         headers = {"Authorization": f"token {mint(fake, app_key[0])}"}

@@ -26,6 +26,12 @@ def _user(obj: Any) -> dict[str, Any] | None:
     return {"login": raw.get("login"), "type": raw.get("type"), "id": raw.get("id")}
 
 
+def _listed(obj: Any) -> dict[str, Any]:
+    """The attributes a list response gave for an item. PyGithub's `raw_data` would fetch each commit
+    or event again (one extra API call per item) because list items count as incomplete."""
+    return dict(obj._rawData)
+
+
 class GitHubForge:
     def __init__(self, repo: str, token: str, api_url: str):
         self.repo = repo
@@ -102,9 +108,9 @@ class GitHubForge:
     def list_commits(self, number: int) -> list[RawCommit]:
         with self._calls():
             return [
-                RawCommit(c.sha, (c.raw_data.get("commit") or {}).get("message") or "",
-                          c.raw_data.get("author"), c.raw_data.get("committer"))
-                for c in self._repo.get_pull(number).get_commits()
+                RawCommit(raw["sha"], (raw.get("commit") or {}).get("message") or "", raw.get("author"),
+                          raw.get("committer"))
+                for raw in (_listed(c) for c in self._repo.get_pull(number).get_commits())
             ]
 
     def get_permission(self, login: str) -> str:
@@ -176,6 +182,6 @@ class GitHubForge:
 
     def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
         with self._calls():
-            events = [e.raw_data for e in self._repo.get_issue(number).get_events()]
+            events = [_listed(e) for e in self._repo.get_issue(number).get_events()]
         return [((e.get("label") or {}).get("name", ""), e.get("actor") or {}) for e in events
                 if e.get("event") == "labeled"]

@@ -57,7 +57,7 @@ _INT_PARAMS = {"installation_id", "pull_number", "issue_number", "comment_id", "
                "event_id"}
 # Values that may contain "/" (file paths, branch names, label names): clients percent-encode it,
 # but the WSGI path arrives decoded, so these must match across slashes.
-_SLASHY_PARAMS = {"path", "ref", "name"}
+_SLASHY_PARAMS = {"path", "ref", "name", "branch"}
 
 
 def route(method: str, template: str, status: int, perm: Perm | None = None,
@@ -257,6 +257,12 @@ def create_installation_token(installation_id: int) -> dict[str, Any]:
             "repositories": [render.repository(state, g.base, r) for r in repos]}
 
 
+@route("GET", "/app", 200, auth="jwt")
+def get_authenticated_app() -> dict[str, Any]:
+    # agentgate asks once who it is, to tell its own statuses and labels from anyone else's.
+    return render.app(_state(), g.base)
+
+
 @route("DELETE", "/installation/token", 204, auth="token")
 def revoke_installation_token() -> None:
     g.token.revoked = True
@@ -344,6 +350,23 @@ def get_commit(ref: str) -> dict[str, Any]:
     adds, dels = sum(f["additions"] for f in files), sum(f["deletions"] for f in files)
     return {**render.commit(g.base, repo, seeded), "files": files,
             "stats": {"total": adds + dels, "additions": adds, "deletions": dels}}
+
+
+@route("GET", "/repos/{owner}/{repo}/branches/{branch}", 200, (("contents",), "read"))
+def get_branch(branch: str) -> dict[str, Any]:
+    repo = g.repo
+    sha = repo.branches.get(branch) or repo.resolve_ref(branch)
+    if sha is None or sha == branch:  # a sha is not a branch name
+        raise GitHubError(404, "Branch not found")
+    protected = branch == repo.default_branch
+    return {"name": branch, "protected": protected,
+            "protection": {"enabled": protected, "required_status_checks": {
+                "enforcement_level": "everyone" if protected else "off", "contexts": ["agentgate"] if protected else [],
+                "checks": [{"context": "agentgate", "app_id": None}] if protected else []}},
+            "protection_url": f"{g.base}/repos/{repo.full_name}/branches/{branch}/protection",
+            "commit": render.commit(g.base, repo, {"sha": sha}),
+            "_links": {"self": f"{g.base}/repos/{repo.full_name}/branches/{branch}",
+                       "html": f"https://github.com/{repo.full_name}/tree/{branch}"}}
 
 
 @route("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls", 200,

@@ -120,6 +120,7 @@ class Repo:
     # Bodies POSTed to .../actions/runs/{run_id}/deployment_protection_rule (plus run_id).
     protection_rule_callbacks: list[dict[str, Any]] = field(default_factory=list)
     extra_shas: set[str] = field(default_factory=set)  # commits that exist outside any PR
+    branches: dict[str, str] = field(default_factory=dict)  # branch -> head sha, beyond PR heads/bases
 
     @property
     def owner(self) -> str:
@@ -150,6 +151,8 @@ class Repo:
         """Branch name or sha -> sha, using PR heads/bases as the branch table."""
         if ref in self.known_shas():
             return ref
+        if ref in self.branches:
+            return self.branches[ref]
         for pr in sorted(self.pulls.values(), key=lambda p: -p["number"]):
             for side in ("head", "base"):
                 if pr.get(side, {}).get("ref") == ref:

@@ -1,0 +1,137 @@
+"""Harness for end-to-end tests: `agentgate serve` and `agentgate worker` as real processes, a fake
+GitHub REST server (tests/fakegithub) and a real Redis."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from tests.conftest import SECRET, github_fixture, sign
+from tests.fakegithub import FakeGitHub
+
+E2E_REDIS_URL = os.environ.get("AGENTGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
+APP_ID = 4242
+INSTALLATION = 42
+REPO = "acme/widgets"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def agentgate_bin() -> str:
+    found = shutil.which("agentgate", path=str(Path(sys.executable).parent))
+    return found or "agentgate"
+
+
+@dataclass
+class Agentgate:
+    url: str
+    env: dict[str, str]
+    fake: FakeGitHub
+
+    def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None) -> requests.Response:
+        body = json.dumps(payload).encode()
+        return requests.post(f"{self.url}/webhooks/github", data=body, timeout=10, headers={
+            "X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
+
+    def work(self) -> subprocess.CompletedProcess[str]:
+        """Run a worker until the queue is empty (RQ burst mode): no sleeping, no polling."""
+        done = subprocess.run([agentgate_bin(), "worker", "--burst"], env=self.env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def statuses(self, sha: str) -> list[dict[str, Any]]:
+        return [c.body for c in self.fake.state.calls_matching("POST", rf"/repos/{REPO}/statuses/{sha}$")]
+
+
+@contextmanager
+def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path) -> Iterator[Agentgate]:
+    conn = redis.Redis.from_url(E2E_REDIS_URL)
+    conn.flushdb()
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(private_key_pem)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | {
+        "AGENTGATE_REDIS_URL": E2E_REDIS_URL,
+        "AGENTGATE_GITHUB_APP_ID": str(APP_ID),
+        "AGENTGATE_GITHUB_PRIVATE_KEY_PATH": str(key_file),
+        "AGENTGATE_GITHUB_WEBHOOK_SECRET": f"old-secret,{SECRET}",
+        "AGENTGATE_GITHUB_API_URL": fake.url,
+        "AGENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "AGENTGATE_WEB_WORKERS": "2",
+    }
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([agentgate_bin(), "serve", "--port", str(port)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, server, log_path)
+        yield Agentgate(url, env, fake)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        conn.flushdb()
+
+
+def _wait_ready(url: str, server: subprocess.Popen[str], log_path: Path) -> None:
+    # Waiting for a process to start listening is the one wait here; it is bounded and checks the
+    # process has not died, so a broken server fails fast with its own error output.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"agentgate serve exited: {log_path.read_text()}")
+        try:
+            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("agentgate serve did not become ready in 30 s")
+
+
+def pr_payload(pr: dict[str, Any], action: str = "opened", sender: str | None = None) -> dict[str, Any]:
+    """GitHub's example pull_request payload, pointed at the fake's repository and pull request."""
+    payload = copy.deepcopy(github_fixture("pull_request.opened.1"))
+    payload["action"] = action
+    payload["number"] = pr["number"]
+    payload["pull_request"].update(number=pr["number"], user=pr["user"], title=pr["title"])
+    payload["pull_request"]["head"].update(sha=pr["head"]["sha"], ref=pr["head"]["ref"])
+    payload["pull_request"]["base"].update(sha=pr["base"]["sha"], ref=pr["base"]["ref"])
+    payload["repository"].update(full_name=REPO, name=REPO.split("/")[1], default_branch="main")
+    payload["installation"] = {"id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI="}
+    payload["sender"] = {"login": sender or pr["user"]["login"], "type": "User", "id": 1}
+    return payload
+
+
+def review_payload(pr: dict[str, Any], review: dict[str, Any], action: str = "submitted") -> dict[str, Any]:
+    payload = copy.deepcopy(github_fixture("pull_request_review.submitted.1"))
+    base = pr_payload(pr)
+    payload.update(action=action, pull_request=base["pull_request"], repository=base["repository"],
+                   installation=base["installation"], sender=review["user"])
+    payload["review"].update(id=review["id"], user=review["user"], state=review["state"].lower(),
+                             commit_id=review["commit_id"])
+    return payload
