@@ -38,6 +38,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     conn = store.connect(settings.redis_url)
     runtime.configure(runtime.Runtime(settings, conn))
+    # RQ forks a work-horse per job: import what jobs use once, here, so no fork pays for it again.
+    import gatekeeper.forges.github  # noqa: F401
+    import gatekeeper.jobs  # noqa: F401
+
     worker = Worker([Queue(settings.queue_name, connection=conn)], connection=conn)
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
     return 0
@@ -58,25 +62,60 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from gatekeeper.policy import InvalidPolicy, load_policy
+    from gatekeeper.policy.load import check_policy, org_refs
 
     ok = True
     for path in args.paths:
         try:
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
-        except OSError as exc:
-            print(f"{path}:1:1: cannot read: {exc.strerror}")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{path}:1:1: cannot read: {getattr(exc, 'strerror', None) or exc}")
             ok = False
             continue
-        result = load_policy(text, source=path)
-        if isinstance(result, InvalidPolicy):
+        errors = check_policy(text, source=path)
+        for err in errors:
+            print(err)
+        if errors:
             ok = False
-            for err in result.errors:
-                print(err)
-        else:
-            print(f"{path}: ok")
+            continue
+        skipped = org_refs(text)
+        print(f"{path}: ok" + (f" (not checked: {', '.join(skipped)}, fetched by the worker)" if skipped else ""))
     return 0 if ok else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from gatekeeper import simulate
+    from gatekeeper.policy import InvalidPolicy, load_policy
+    from gatekeeper.policy.load import org_refs
+
+    try:
+        with open(args.policy, encoding="utf-8") as fh:
+            text = fh.read()
+        with open(args.payload, encoding="utf-8") as fh:
+            payload = json.load(fh)
+        files = list(args.files or [])
+        if args.files_from:
+            with open(args.files_from, encoding="utf-8") as fh:
+                files.extend(line.strip() for line in fh if line.strip())
+        org_texts: dict[str, str | None] = {}
+        for ref, org_path in zip(org_refs(text), args.org_policy or [], strict=False):
+            with open(org_path, encoding="utf-8") as fh:
+                org_texts[ref] = fh.read()
+        policy = load_policy(text, source=args.policy, extends=org_texts)
+        reviews = [simulate.ReviewSpec.parse(r) for r in args.review or []]
+        facts = simulate.facts_from_github(args.event, payload, policy, files=files if files else None,
+                                           reviews=reviews, labels=args.label or [],
+                                           requesters=args.requester or [])
+    except (OSError, ValueError) as exc:
+        print(f"agentgate simulate: {exc}", file=sys.stderr)
+        return 2
+    verdict = simulate.simulate(policy, facts)
+    render = simulate.render_json if args.json else simulate.render_text
+    print(render(verdict, facts, args.policy))
+    return 1 if isinstance(policy, InvalidPolicy) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate .agentgate.yml files")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("simulate", help="dry run: the verdict a policy gives for an event payload")
+    p.add_argument("--policy", required=True, metavar="FILE", help="the .agentgate.yml to evaluate under")
+    p.add_argument("--event", required=True, metavar="NAME", help="pull_request or pull_request_review")
+    p.add_argument("--payload", required=True, metavar="FILE", help="the webhook payload (JSON)")
+    p.add_argument("--files", nargs="+", metavar="F", help="changed paths")
+    p.add_argument("--files-from", metavar="FILE", help="a file of changed paths, one a line")
+    p.add_argument("--review", action="append", metavar="LOGIN:STATE[:SHA][:PERMISSION]",
+                   help="a review (SHA defaults to the head, PERMISSION to write); repeatable")
+    p.add_argument("--label", action="append", metavar="L", help="an extra label on the pull request; repeatable")
+    p.add_argument("--requester", action="append", metavar="LOGIN", help="who set the agent on the task")
+    p.add_argument("--org-policy", action="append", metavar="FILE",
+                   help="the text of each extends: org:REPO file, in the order the policy names them")
+    p.add_argument("--json", action="store_true", help="print the verdict and facts as JSON")
+    p.set_defaults(func=cmd_simulate)
     return parser
 
 
