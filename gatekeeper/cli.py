@@ -39,6 +39,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     conn = store.connect(settings.redis_url)
     runtime.configure(runtime.Runtime(settings, conn))
     # RQ forks a work-horse per job: import what jobs use once, here, so no fork pays for it again.
+    import gatekeeper.chain_jobs  # noqa: F401
     import gatekeeper.forges.github  # noqa: F401
     import gatekeeper.jobs  # noqa: F401
 

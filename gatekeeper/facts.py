@@ -144,3 +144,4 @@ class RecordedFinding:
     message: str
     unblock: str
     at: str = ""  # ISO 8601, when it happened (from the platform's payload)
+    key: str = ""  # what a human's repeat is compared with: the command verb, the label, the workflow path
