@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from gatekeeper import chains, findings, gather, jobs, metrics, runtime
@@ -46,6 +47,11 @@ def _usable(policy: Policy | InvalidPolicy) -> Policy:
     return policy if isinstance(policy, Policy) else DEFAULT_POLICY
 
 
+def _now() -> str:
+    # GitHub's own timestamp format, so findings and reviews compare as strings.
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _finding_id(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
 
@@ -55,7 +61,7 @@ def _record(rt: runtime.Runtime, repo: str, number: int, finding: chains.ChainFi
     stored = RecordedFinding(id=fid, kind=finding.kind, actor=finding.actor.login, actor_kind=finding.actor.kind.value,
                              subject=extra_subject or finding.subject, message=finding.reason.message,
                              unblock=finding.reason.unblock or "A human with write access approves the current head",
-                             at=at or "", key=finding.key)
+                             at=at or _now(), key=finding.key)
     added = findings.record(rt.conn, repo, number, stored)
     if added:
         metrics.incr(rt.conn, "agentgate_verdicts", "github", f"chain-{finding.kind}")
@@ -332,11 +338,8 @@ def on_deployment_protection_rule(*, platform: str, repo: str, installation_id: 
                                       "pull_requests": numbers, "pr_outcome": outcome.value if outcome else None},
                                      policy, {"event": "deployment_protection_rule", "delivery": delivery_id})
     comment = f"{reason.message}. {reason.unblock or ''} {rt.settings.public_url}/decisions/{decision_id}".strip()
+    # The rejection is the stop; the decision page linked from GitHub's deployment view says why.
     forge.review_deployment(run_id, environment, state, comment)
-    if state == "rejected":
-        for number in numbers:
-            finding = chains.ChainFinding("deployment", requester, f"environment {environment}", reason)
-            _record(rt, repo, number, finding, _finding_id("deploy", run_id, environment), "")
     return {"decision": decision_id, "state": state}
 
 

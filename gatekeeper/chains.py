@@ -240,7 +240,7 @@ def judge_comment(policy: Policy, actor: Actor, body: str, changed_paths: Sequen
         disguise = " written with hidden or look-alike characters" if hit.disguised else ""
         reason = Reason("chain-command", Outcome.FAILURE,
                         f"{who} commented `{subject}`{disguise}, a command another bot may act on",
-                        f"A human with write access comments `{hit.command}` themselves to confirm it")
+                        f"A human with write access comments `{subject}` to confirm it, or approves the current head")
         findings.append(ChainFinding("command", actor, subject, reason, hit.command))
     return findings
 
@@ -274,7 +274,7 @@ def judge_label(policy: Policy, actor: Actor, label: str, changed_paths: Sequenc
     removal = " (agentgate removes it)" if policy.chains.remove_bot_labels else ""
     reason = Reason("chain-label", Outcome.FAILURE,
                     f"{actor.login} ({_kind_phrase(actor)}) applied the trigger label `{label}`{removal}",
-                    f"A human with write access applies the label `{label}` themselves to confirm it")
+                    f"A human with write access re-applies `{label}` to confirm it, or approves the current head")
     return [ChainFinding("label", actor, label, reason, key)]
 
 
@@ -324,7 +324,7 @@ def judge_workflow_run(policy: Policy, triggering_actor: Actor | None, actor: Ac
     else:
         what = f"triggered {subject} through `{event}`, which runs with the repository's secrets"
     reason = Reason("chain-workflow-run", Outcome.FAILURE, f"{starter.login} ({_kind_phrase(starter)}) {what}",
-                    f"A human with write access re-runs {subject} or starts {workflow_name} themselves")
+                    f"A human with write access re-runs {subject} or approves the current head")
     return [ChainFinding("workflow_run", starter, subject, reason, workflow_path or workflow_name)]
 
 

@@ -55,16 +55,19 @@ class Verdict:
         return tuple(r for r in self.reasons if r.outcome == self.outcome)
 
     def description(self) -> str:
-        """The status description: the deciding reason(s), cut to GitHub's 140-character limit."""
+        """The status description, within GitHub's 140 characters: for a pass, why it passes; while
+        pending, what would unblock it; for a block, what happened and then what would lift it."""
         deciding = self.deciding
         if self.outcome == Outcome.SUCCESS:
-            text = self.summary or (deciding[-1].message if deciding else "Policy satisfied")
+            return shorten(self.summary or (deciding[-1].message if deciding else "Policy satisfied"),
+                           STATUS_DESCRIPTION_LIMIT)
+        first = deciding[0]
+        if self.outcome == Outcome.FAILURE and first.unblock:
+            text = f"{first.message.rstrip('.')}. {first.unblock}"
         else:
-            first = deciding[0]
             text = first.unblock or first.message
-            if len(deciding) > 1:
-                text = f"{text} (+{len(deciding) - 1} more)"
-        return shorten(text, STATUS_DESCRIPTION_LIMIT)
+        more = f" (+{len(deciding) - 1} more)" if len(deciding) > 1 else ""
+        return shorten(text, STATUS_DESCRIPTION_LIMIT - len(more)) + more
 
     def to_dict(self) -> dict[str, object]:
         return {"outcome": self.outcome.value, "description": self.description(),

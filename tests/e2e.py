@@ -20,6 +20,8 @@ from typing import Any
 
 import redis
 import requests
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from tests.conftest import SECRET, github_fixture, sign
 from tests.fakegithub import FakeGitHub
@@ -58,6 +60,11 @@ class Agentgate:
         done = subprocess.run([agentgate_bin(), "worker", "--burst"], env=self.env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
+        conn = redis.Redis.from_url(E2E_REDIS_URL)
+        failed = FailedJobRegistry("agentgate", connection=conn)
+        scheduled = ScheduledJobRegistry("agentgate", connection=conn)
+        problems = [Job.fetch(job_id, connection=conn) for job_id in failed.get_job_ids() + scheduled.get_job_ids()]
+        assert not problems, f"jobs failed: {[job.id for job in problems]}\n{done.stderr[-4000:]}"
         return done
 
     def statuses(self, sha: str) -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ def test_bot_deploy_comment_fails_with_unblock():
         "command", BOT, "/deploy",
         Reason("chain-command", Outcome.FAILURE,
                "ci-helper[bot] (a bot) commented `/deploy`, a command another bot may act on",
-               "A human with write access comments `deploy` themselves to confirm it"),
+               "A human with write access comments `/deploy` to confirm it, or approves the current head"),
         "deploy")
 
 
@@ -202,7 +202,7 @@ def test_bot_automerge_label_fails():
     assert (finding.kind, finding.subject, finding.key) == ("label", "automerge", "automerge")
     assert finding.reason == Reason(
         "chain-label", Outcome.FAILURE, "ci-helper[bot] (a bot) applied the trigger label `automerge` "
-        "(agentgate removes it)", "A human with write access applies the label `automerge` themselves to confirm it")
+        "(agentgate removes it)", "A human with write access re-applies `automerge` to confirm it, or approves the current head")
 
 
 def test_human_automerge_label_is_no_finding():
@@ -266,7 +266,7 @@ def test_agent_workflow_dispatch_is_a_finding():
         Reason("chain-workflow-run", Outcome.FAILURE,
                "copilot-swe-agent[bot] (an agent) triggered workflow Deploy (run 42) through `workflow_dispatch`, "
                "which runs with the repository's secrets",
-               "A human with write access re-runs workflow Deploy (run 42) or starts Deploy themselves"),
+               "A human with write access re-runs workflow Deploy (run 42) or approves the current head"),
         ".github/workflows/deploy.yml")
 
 

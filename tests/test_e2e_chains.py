@@ -1,0 +1,309 @@
+"""End to end on the whole action path: chain events delivered to a real `agentgate serve`, processed by
+`agentgate worker`, against the fake GitHub. Each test asserts the exact calls GitHub received."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import redis
+
+from tests.conftest import github_fixture
+from tests.e2e import APP_ID, E2E_REDIS_URL, INSTALLATION, REPO, pr_payload, review_payload, running_agentgate
+from tests.fakegithub import FakeState, running_fake_github
+from tests.keys import app_key_pair
+
+pytestmark = pytest.mark.e2e
+
+AGENT = "copilot-swe-agent[bot]"
+HEAD = "7" * 40
+DEFAULT_HEAD = "d" * 40
+INSTALL = {"id": INSTALLATION}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    private, public = app_key_pair()
+    state = FakeState(app_id=APP_ID, public_key_pem=public)
+    with running_fake_github(state) as fake, \
+            running_agentgate(fake, private, tmp_path_factory.mktemp("gate")) as gate:
+        yield fake, gate
+
+
+@pytest.fixture
+def world(env):
+    """A fresh repository with an agent's PR #7 into main; the call log starts empty."""
+    fake, gate = env
+    state = fake.state
+    state.reset()
+    redis.Redis.from_url(E2E_REDIS_URL).flushdb()  # tokens, caches and findings of the previous test
+    state.add_installation(INSTALLATION, "acme", [REPO])
+    state.repo(REPO).branches["main"] = DEFAULT_HEAD
+    pr = state.add_pull(REPO, 7, user=AGENT, head_sha=HEAD, head_ref="copilot/task-7", base_ref="main",
+                        title="Bump widget")
+    state.add_file(REPO, 7, "src/widget.py")
+    state.set_permission(REPO, "maintainer", "write")
+    state.set_permission(REPO, "lead", "admin")
+    return state, gate, pr
+
+
+def _repo_fields(payload: dict) -> dict:
+    base = pr_payload({"number": 7, "user": {"login": AGENT}, "title": "", "head": {"sha": HEAD, "ref": "x"},
+                       "base": {"sha": "0" * 40, "ref": "main"}})
+    payload.update(repository=base["repository"], installation=INSTALL)
+    return payload
+
+
+def _bot(login: str) -> dict:
+    return {"login": login, "id": 99, "type": "Bot"}
+
+
+def _human(login: str) -> dict:
+    return {"login": login, "id": 100 + len(login), "type": "User"}
+
+
+def comment_payload(body: str, author: dict, *, action: str = "created", sender: dict | None = None) -> dict:
+    payload = copy.deepcopy(github_fixture("issue_comment.created.1"))
+    payload["action"] = action
+    payload["issue"].update(number=7, pull_request={"url": f"https://api.github.com/repos/{REPO}/pulls/7"})
+    payload["comment"].update(body=body, user=author, id=555)
+    payload["sender"] = sender or author
+    return _repo_fields(payload)
+
+
+def label_payload(pr: dict, label: str, sender: dict) -> dict:
+    payload = pr_payload(pr, action="labeled")
+    payload["label"] = {"id": 1, "name": label, "color": "ededed", "default": False}
+    payload["sender"] = sender
+    return payload
+
+
+def calls(state) -> list[tuple[str, str]]:
+    return [(c.method, c.path) for c in state.calls]
+
+
+def status_posts(state, sha: str) -> list[dict]:
+    return [c.body for c in state.calls_matching("POST", rf"/repos/{REPO}/statuses/{sha}$")]
+
+
+EVALUATION = [
+    ("GET", f"/repos/{REPO}/pulls/7"),
+    ("GET", f"/repos/{REPO}/pulls/7/files"),
+    ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+    ("GET", f"/repos/{REPO}/pulls/7/commits"),
+    ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
+]
+
+
+def test_bot_deploy_comment_fails_the_pr_with_one_comment(world):
+    """A bot commenting `/deploy` on an agent's PR: the status fails and one explanatory comment is
+    posted; a second bot command edits that comment instead of adding another."""
+    state, gate, pr = world
+    gate.deliver("issue_comment", comment_payload("/deploy production", _bot("helper-bot[bot]")))
+    gate.work()
+    [failure] = status_posts(state, HEAD)
+    assert failure["state"] == "failure"
+    assert "/deploy" in failure["description"]
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/pulls/7"),
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        *EVALUATION,
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+    ]
+    [comment] = state.repo(REPO).comments[7]
+    assert "/deploy" in comment["body"] and "To unblock" in comment["body"]
+
+    state.calls.clear()
+    gate.deliver("issue_comment", comment_payload("@mergify[bot] merge", _bot("helper-bot[bot]")) | {})
+    gate.work()
+    assert len(state.repo(REPO).comments[7]) == 1  # edited in place, never a stream
+    assert ("PATCH", f"/repos/{REPO}/issues/comments/{comment['id']}") in calls(state)
+
+
+def test_human_repeating_the_command_lifts_the_block(world):
+    """After a bot's `/deploy`, a maintainer commenting `/deploy` takes responsibility: the block lifts."""
+    state, gate, pr = world
+    gate.deliver("issue_comment", comment_payload("/deploy", _bot("helper-bot[bot]")))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "failure"
+    gate.deliver("issue_comment", comment_payload("/deploy", _human("maintainer")))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "pending"  # back to waiting for an approval
+    assert "nothing is blocked" in state.repo(REPO).comments[7][0]["body"]
+
+
+def test_bot_automerge_label_is_removed_and_fails(world):
+    """A bot applying `automerge`: the label is removed and the PR fails until a human re-applies it."""
+    state, gate, pr = world
+    state.set_labels(REPO, 7, ["automerge"])
+    gate.deliver("pull_request", label_payload(pr, "automerge", _bot("renovate[bot]")))
+    gate.work()
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/pulls/7"),
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", "/app"),  # who am I: our own label changes are not a bot's
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        ("DELETE", f"/repos/{REPO}/issues/7/labels/automerge"),
+        *EVALUATION,
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+    ]
+    assert state.repo(REPO).labels[7] == []
+    assert status_posts(state, HEAD)[-1]["state"] == "failure"
+
+
+def test_human_automerge_label_is_allowed(world):
+    """A human applying `automerge` is the human in the loop: no removal, no status change, no comment."""
+    state, gate, pr = world
+    state.set_labels(REPO, 7, ["automerge"])
+    gate.deliver("pull_request", label_payload(pr, "automerge", _human("maintainer")))
+    gate.work()
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/pulls/7"),
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),  # could it confirm a bot's label?
+    ]
+    assert state.repo(REPO).labels[7] == ["automerge"]
+
+
+def test_workflow_dispatched_by_an_agent_fails_its_pr(world):
+    """A workflow run whose triggering actor is an agent (workflow_dispatch) marks the PR failed."""
+    state, gate, pr = world
+    payload = copy.deepcopy(github_fixture("workflow_run.requested.1"))
+    run = payload["workflow_run"]
+    run.update(event="workflow_dispatch", head_sha=HEAD, head_branch="copilot/task-7", name="Deploy",
+               path=".github/workflows/deploy.yml", triggering_actor=_bot(AGENT), actor=_bot(AGENT),
+               pull_requests=[{"number": 7, "id": 1, "url": "x", "head": {}, "base": {}}])
+    payload["sender"] = _bot(AGENT)
+    gate.deliver("workflow_run", _repo_fields(payload))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "failure"
+    assert "Deploy" in status_posts(state, HEAD)[-1]["description"]
+
+
+def _deployment(state, sender: dict) -> dict:
+    state.add_workflow_run(REPO, 4242, head_sha=HEAD, head_branch="copilot/task-7", event="workflow_dispatch",
+                           name="Deploy", actor=sender, pull_requests=[7])
+    payload = copy.deepcopy(github_fixture("deployment_protection_rule.requested.1"))
+    payload["deployment_callback_url"] = f"https://api.github.com/repos/{REPO}/actions/runs/4242/deployment_protection_rule"
+    payload["pull_requests"][0].update(number=7)
+    payload["sha"] = HEAD
+    payload["sender"] = sender
+    return _repo_fields(payload)
+
+
+def test_production_deploy_of_unapproved_agent_pr_is_rejected(world):
+    """The deployment protection callback says `rejected` for an agent's unapproved change."""
+    state, gate, pr = world
+    gate.deliver("deployment_protection_rule", _deployment(state, _human("maintainer")))
+    gate.work()
+    [callback] = state.repo(REPO).protection_rule_callbacks
+    assert callback["state"] == "rejected" and callback["environment_name"] == "production"
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/branches/main"),
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/pulls/7"),
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+        ("GET", f"/repos/{REPO}/pulls/7/commits"),
+        ("POST", f"/repos/{REPO}/actions/runs/4242/deployment_protection_rule"),
+    ]
+
+
+def test_production_deploy_of_approved_agent_pr_is_approved(world):
+    """Once a human with write access approved the agent's head, its production deployment is approved."""
+    state, gate, pr = world
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    gate.deliver("deployment_protection_rule", _deployment(state, _human("lead")))
+    gate.work()
+    [callback] = state.repo(REPO).protection_rule_callbacks
+    assert callback["state"] == "approved"
+
+
+def test_deploy_started_by_an_agent_is_rejected_even_when_approved(world):
+    """An agent that may not deploy cannot start a production deployment, approved change or not."""
+    state, gate, pr = world
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    gate.deliver("deployment_protection_rule", _deployment(state, _bot(AGENT)))
+    gate.work()
+    assert state.repo(REPO).protection_rule_callbacks[0]["state"] == "rejected"
+
+
+def test_merge_group_gets_a_verdict_on_its_sha(world):
+    """The merge-group SHA gets a status: failure while a queued agent PR lacks approval, success after."""
+    state, gate, pr = world
+    payload = copy.deepcopy(github_fixture("merge_group.checks_requested.1"))
+    group_sha = "9" * 40
+    state.repo(REPO).extra_shas.add(group_sha)
+    payload["merge_group"].update(head_sha=group_sha,
+                                  head_ref=f"refs/heads/gh-readonly-queue/main/pr-7-{HEAD}",
+                                  head_commit=dict(payload["merge_group"]["head_commit"], message="Bump widget (#7)"))
+    payload = _repo_fields(payload)
+    gate.deliver("merge_group", payload)
+    gate.work()
+    [status] = status_posts(state, group_sha)
+    assert status["state"] == "failure" and status["context"] == "agentgate"
+    assert calls(state)[-1] == ("POST", f"/repos/{REPO}/statuses/{group_sha}")
+    assert not status_posts(state, HEAD)  # only the group's SHA gets a status
+
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    gate.deliver("merge_group", payload)
+    gate.work()
+    assert status_posts(state, group_sha)[-1]["state"] == "success"
+
+
+def test_forged_status_is_overwritten(world):
+    """An `agentgate` status posted by anyone but the App is overwritten with the real verdict, and a bot
+    forging it fails the PR."""
+    state, gate, pr = world
+    payload = copy.deepcopy(github_fixture("status.event.1"))
+    payload.update(sha=HEAD, context="agentgate", state="success", description="looks good",
+                   sender=_bot("sneaky[bot]"))
+    payload["commit"]["sha"] = HEAD
+    gate.deliver("status", _repo_fields(payload))
+    gate.work()
+    posted = status_posts(state, HEAD)
+    assert posted and posted[-1]["state"] == "failure"
+    assert "sneaky[bot]" in posted[-1]["description"]
+
+
+def test_own_status_event_is_ignored(world):
+    """agentgate's own statuses come back as `status` events; they cause no calls beyond identifying itself."""
+    state, gate, pr = world
+    payload = copy.deepcopy(github_fixture("status.event.1"))
+    payload.update(sha=HEAD, context="agentgate", state="pending", sender=_bot("agentgate[bot]"))
+    gate.deliver("status", _repo_fields(payload))
+    gate.work()
+    assert not status_posts(state, HEAD)
+    assert all(path in ("/app",) for _, path in calls(state))
+
+
+def test_approval_edited_by_someone_else_is_tampering(world):
+    """A review edited by someone other than its author fails the PR."""
+    state, gate, pr = world
+    review = state.add_review(REPO, 7, "maintainer", "APPROVED")
+    payload = review_payload(pr, review, action="edited")
+    payload["sender"] = _human("mallory")
+    gate.deliver("pull_request_review", payload)
+    gate.work()
+    last = status_posts(state, HEAD)[-1]
+    assert last["state"] == "failure" and "mallory" in last["description"]
+
+
+def test_agent_push_to_protected_branch_is_marked_failed(world):
+    """An agent's direct push to main (protection bypassed) gets a failure status on the pushed commit."""
+    state, gate, pr = world
+    payload = copy.deepcopy(github_fixture("push.event.1"))
+    pushed = "8" * 40
+    state.repo(REPO).extra_shas.add(pushed)
+    payload.update(ref="refs/heads/main", before=DEFAULT_HEAD, after=pushed, created=False, deleted=False,
+                   forced=True, sender=_bot(AGENT), pusher={"name": AGENT, "email": None})
+    gate.deliver("push", _repo_fields(payload))
+    gate.work()
+    [status] = status_posts(state, pushed)
+    assert status["state"] == "failure" and "pushed 8888888 directly" in status["description"]
