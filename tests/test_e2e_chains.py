@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import redis
+import requests
 
 from tests.conftest import github_fixture
 from tests.e2e import APP_ID, E2E_REDIS_URL, INSTALLATION, REPO, pr_payload, review_payload, running_agentgate
@@ -307,3 +308,36 @@ def test_agent_push_to_protected_branch_is_marked_failed(world):
     gate.work()
     [status] = status_posts(state, pushed)
     assert status["state"] == "failure" and "pushed 8888888 directly" in status["description"]
+
+
+def test_requester_cannot_approve_the_agents_work(world):
+    """The human who assigned the issue to the agent cannot be the approval of the agent's PR that fixes it;
+    another maintainer can."""
+    state, gate, pr = world
+    payload = copy.deepcopy(github_fixture("issues.assigned.1"))
+    payload["issue"]["number"] = 3
+    payload.update(assignee=_bot(AGENT), sender=_human("lead"))
+    gate.deliver("issues", _repo_fields(payload))
+    pr["body"] = "Implements the widget.\n\nFixes #3"
+    state.add_review(REPO, 7, "lead", "APPROVED")
+    gate.deliver("pull_request", pr_payload(pr, action="synchronize"))
+    gate.work()
+    last = status_posts(state, HEAD)[-1]
+    assert last["state"] == "pending"
+    details = requests.get(last["target_url"], params={"format": "json"}, timeout=5).json()
+    assert "Approval not counted: lead set the agent on this task" in [
+        r["message"] for r in details["verdict"]["reasons"]]
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    gate.deliver("pull_request", pr_payload(pr, action="synchronize"))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "success"
+
+
+def test_human_summoning_an_agent_becomes_its_requester(world):
+    """A human commenting `@copilot please fix` on the PR is the agent's requester there."""
+    state, gate, pr = world
+    gate.deliver("issue_comment", comment_payload("@copilot please fix the tests", _human("lead")))
+    state.add_review(REPO, 7, "lead", "APPROVED")
+    gate.deliver("pull_request", pr_payload(pr, action="synchronize"))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "pending"
