@@ -101,3 +101,14 @@ def test_issue_assigned_records_requester():
     """Assigning an issue goes to the requester job."""
     job = _only(route_github("issues", _fixture("issues.assigned.1")))
     assert job.func == "gatekeeper.chain_jobs.on_assigned"
+
+
+def test_app_manifest_subscribes_to_every_routed_event():
+    """The GitHub App manifest asks for exactly the events the receiver routes (and ping needs no asking)."""
+    import json
+    from pathlib import Path
+
+    from gatekeeper.routing import _GITHUB
+
+    manifest = json.loads((Path(__file__).parents[1] / "deploy" / "github-app-manifest.json").read_text())
+    assert set(manifest["default_events"]) == set(_GITHUB)
