@@ -109,7 +109,25 @@ def scenarios() -> dict[str, Scenario]:
              _review_payload(ci, "maintainer-mia", ci_head),
              _state(ci, [".github/workflows/ci.yml"], [("maintainer-mia", ci_head)]), 3, ci_head),
     ])
-    return {s.name: s for s in (agent_pr, human_pr, sensitive)}
+    chain_head = _sha("chain-head")
+    chained = _pr_payload(4, agent, chain_head, "steered by a bot command")
+    chain = Scenario("chain", [
+        Step("A bot comments `/deploy` on an agent's pull request", "issue_comment",
+             _comment_payload(chained, "release-bot[bot]", "/deploy production"),
+             _state(chained, ["src/app.py"], []), 4, chain_head),
+        Step("A maintainer repeats `/deploy`, taking responsibility", "issue_comment",
+             _comment_payload(chained, "maintainer-mia", "/deploy production"),
+             _state(chained, ["src/app.py"], []), 4, chain_head),
+    ])
+    return {s.name: s for s in (agent_pr, human_pr, sensitive, chain)}
+
+
+def _comment_payload(pr_payload: dict[str, Any], author: str, body: str) -> dict[str, Any]:
+    payload = _sample("issue_comment.created.json")
+    payload["issue"].update(number=pr_payload["number"], pull_request={"url": "https://api.github.com/x"})
+    payload["comment"].update(body=body, user=_user(author), id=abs(hash((author, body))) % 10**9)
+    payload.update(sender=_user(author), installation={"id": 1}, repository=pr_payload["repository"])
+    return payload
 
 
 def _signed_post(url: str, secret: str, body: bytes, headers: dict[str, str]) -> requests.Response:
