@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from gatekeeper.store import key
+from gatekeeper.store import key, text
 
 DECISION_TTL_SECONDS = 90 * 24 * 3600
 
@@ -53,7 +53,7 @@ def save(conn: redis.Redis, record: DecisionRecord) -> str:
 
 def recent(conn: redis.Redis, limit: int = 20) -> list[DecisionRecord]:
     """The latest decisions, for the dev page only (production pages are reached by link)."""
-    found = (load(conn, raw.decode()) for raw in conn.lrange(RECENT_KEY, 0, limit - 1))
+    found = (load(conn, text(raw)) for raw in conn.lrange(RECENT_KEY, 0, limit - 1))
     return [r for r in found if r is not None]
 
 

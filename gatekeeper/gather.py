@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 import redis
 
@@ -14,6 +15,7 @@ from gatekeeper.identity import classify_github_user
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
 from gatekeeper.policy.model import ConfigError
 from gatekeeper.store import key
+from gatekeeper.store import text as store_text
 
 POLICY_CACHE_SECONDS = 24 * 3600
 PERMISSION_CACHE_SECONDS = 120  # short: a revoked write permission must stop counting soon
@@ -25,7 +27,7 @@ def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPoli
     cache = key("policy", forge.repo, sha)
     cached = conn.get(cache)
     if cached is not None:
-        text = cached.decode("utf-8")
+        text = store_text(cached)
     else:
         try:
             found = forge.get_file(POLICY_PATH, sha)
@@ -40,7 +42,7 @@ def permission(conn: redis.Redis, forge: Forge, login: str) -> str:
     cache = key("perm", forge.repo, login.lower())
     cached = conn.get(cache)
     if cached is not None:
-        return cached.decode()
+        return store_text(cached)
     level = forge.get_permission(login)
     conn.set(cache, level, ex=PERMISSION_CACHE_SECONDS)
     return level
@@ -69,7 +71,7 @@ def remember_requester(conn: redis.Redis, repo: str, number: int, login: str) ->
 def requesters(conn: redis.Redis, repo: str, number: int, tasks: list[int], commits: list[Commit]) -> tuple[str, ...]:
     found: set[str] = set()
     for n in [number, *tasks]:
-        found |= {m.decode() for m in conn.smembers(requester_key(repo, n))}
+        found |= {store_text(m) for m in conn.smembers(requester_key(repo, n))}
     for commit in commits:
         # A human credited as co-author of an agent's commit steered that commit.
         if commit.author and commit.author.kind.is_automated:
@@ -86,13 +88,13 @@ def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], agents: tuple
             continue  # only issues are tasks
         labels = tuple(label["name"] for label in issue.get("labels") or [])
         applied = []
-        latest: dict[str, dict] = {}  # type: ignore[type-arg]
-        for label, actor in forge.label_events(n):
-            latest[label] = actor
+        latest: dict[str, dict[str, Any]] = {}
+        for label, by in forge.label_events(n):
+            latest[label] = by
         for label in labels:
-            actor = latest.get(label)
-            if actor:
-                who = classify_github_user(actor, agents=agents, bots=bots)
+            applier = latest.get(label)
+            if applier:
+                who = classify_github_user(applier, agents=agents, bots=bots)
                 level = permission(conn, forge, who.login) if not who.kind.is_automated else "none"
                 applied.append(LabelApplied(label, who, level))
         refs.append(TaskRef(n, issue.get("state", "open"), labels, tuple(applied),

@@ -18,7 +18,7 @@ from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
 from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
 from gatekeeper.policy import InvalidPolicy, Policy
 from gatekeeper.settings import Settings
-from gatekeeper.store import key
+from gatekeeper.store import key, text
 from gatekeeper.verdict import Outcome, Verdict, shorten
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ def save_decision(conn: redis.Redis, platform: str, repo: str, subject: str, sha
                             facts=facts, policy_source=source, trigger=trigger)
     fp_key = key("decision-fp", gather.fingerprint(repo, subject, sha, record.verdict, facts, source))
     existing = conn.get(fp_key)
-    if existing is not None and decisions.load(conn, existing.decode()) is not None:
-        return str(existing.decode())
+    if existing is not None and decisions.load(conn, text(existing)) is not None:
+        return text(existing)
     record.decided_at = datetime.now(UTC).isoformat(timespec="seconds")
     decision_id = decisions.save(conn, record)
     conn.set(fp_key, decision_id, ex=decisions.DECISION_TTL_SECONDS)

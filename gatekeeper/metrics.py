@@ -8,7 +8,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gatekeeper.store import key
+from gatekeeper.store import key, text
 
 _COUNTERS = key("metrics", "counters")
 
@@ -38,7 +38,7 @@ class StoreCollector(Collector):
         families = {name: CounterMetricFamily(name, help_, labels=list(labels))
                     for name, (help_, labels) in COUNTERS.items()}
         for field, value in self.conn.hgetall(_COUNTERS).items():
-            name, *labels = field.decode().split("\x1f")
+            name, *labels = text(field).split("\x1f")
             if name in families and len(labels) == len(COUNTERS[name][1]):
                 families[name].add_metric(labels, float(value))
         yield from families.values()

@@ -5,6 +5,8 @@ of web and worker processes can share it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -23,10 +25,10 @@ def connect(url: str | None) -> redis.Redis:
     return fakeredis.FakeRedis(server=_embedded_server())
 
 
-_EMBEDDED: object | None = None
+_EMBEDDED: Any = None
 
 
-def _embedded_server() -> object:
+def _embedded_server() -> Any:
     # One embedded server per process: dev runs the receiver and the worker in the same process.
     global _EMBEDDED
     if _EMBEDDED is None:
@@ -34,6 +36,11 @@ def _embedded_server() -> object:
 
         _EMBEDDED = fakeredis.FakeServer()
     return _EMBEDDED
+
+
+def text(value: bytes | str) -> str:
+    """A stored value as text (the client returns bytes; typing allows either)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def key(*parts: object) -> str:

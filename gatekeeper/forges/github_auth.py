@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gatekeeper.forges.base import ForgeError
-from gatekeeper.store import key
+from gatekeeper.store import key, text
 
 REFRESH_MARGIN_SECONDS = 5 * 60  # never hand out a token that expires within five minutes
 HTTP_TIMEOUT = 10
@@ -123,7 +123,7 @@ def app_slug(conn: redis.Redis, tokens: InstallationTokens) -> str:
     cache = key("app-slug", tokens.app_id)
     cached = conn.get(cache)
     if cached is not None:
-        return str(cached.decode())
+        return text(cached)
     try:
         resp = tokens.session.get(f"{tokens.api_url}/app", timeout=HTTP_TIMEOUT, headers={
             "Authorization": f"Bearer {app_jwt(tokens.app_id, tokens.private_key)}",

@@ -17,7 +17,7 @@ ACTIONS_KEY = key("dev", "actions")
 MAX_ACTIONS = 200
 
 
-def sample_key(repo: str, number: int) -> str:
+def sample_key(repo: str, number: int | str) -> str:
     return key("dev", "sample", repo, number)
 
 
