@@ -26,6 +26,7 @@ class DecisionRecord:
     trigger: dict[str, Any] = field(default_factory=dict)
     decided_at: str = ""
     id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. a policy change preview
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, default=str, sort_keys=True)
@@ -42,11 +43,13 @@ RECENT_KEEP = 50
 
 
 def save(conn: redis.Redis, record: DecisionRecord) -> str:
+    is_new = not record.id
     record.id = record.id or new_id()
     pipe = conn.pipeline()
     pipe.set(key("decision", record.id), record.to_json(), ex=DECISION_TTL_SECONDS)
-    pipe.lpush(RECENT_KEY, record.id)
-    pipe.ltrim(RECENT_KEY, 0, RECENT_KEEP - 1)
+    if is_new:
+        pipe.lpush(RECENT_KEY, record.id)
+        pipe.ltrim(RECENT_KEY, 0, RECENT_KEEP - 1)
     pipe.execute()
     return record.id
 

@@ -35,13 +35,20 @@ def with_findings(verdict: Verdict, findings: Sequence[RecordedFinding]) -> Verd
     return Verdict.of(list(verdict.reasons) + extra, summary=verdict.summary)
 
 
-def comment_body(findings: Sequence[RecordedFinding], details_url: str, context: str) -> str:
-    """The one comment agentgate keeps on a pull request, edited in place as findings change."""
+def findings_section(findings: Sequence[RecordedFinding], details_url: str, context: str) -> str:
+    """The chain part of agentgate's one PR comment."""
     if not findings:
-        return (f"{COMMENT_MARKER}\n**{context}**: the actions flagged earlier on this pull request were "
-                f"repeated or approved by a human; nothing is blocked by them any more. [Details]({details_url})")
-    lines = [COMMENT_MARKER, f"**{context}** blocked actions on this pull request that a bot or agent took:", ""]
+        return (f"**{context}**: the actions flagged earlier on this pull request were repeated or approved "
+                f"by a human; nothing is blocked by them any more. [Details]({details_url})")
+    lines = [f"**{context}** blocked actions on this pull request that a bot or agent took:", ""]
     for f in findings:
         lines.append(f"- {f.message}  \n  **To unblock:** {f.unblock}")
     lines += ["", f"The `{context}` status stays failing until then. [Details]({details_url})"]
     return "\n".join(lines)
+
+
+def comment_body(sections: dict[str, str]) -> str:
+    """The one comment agentgate keeps on a pull request: its sections in a fixed order."""
+    order = ["chains", "policy-preview"]
+    parts = [sections[name] for name in order if sections.get(name)]
+    return "\n\n---\n\n".join([COMMENT_MARKER + "\n" + parts[0], *parts[1:]]) if parts else COMMENT_MARKER

@@ -16,9 +16,10 @@ from gatekeeper.decisions import DecisionRecord
 from gatekeeper.facts import PullRequestFacts, RecordedFinding
 from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
 from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
-from gatekeeper.policy import InvalidPolicy, Policy
+from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
 from gatekeeper.settings import Settings
-from gatekeeper.store import key, text
+from gatekeeper.store import key
+from gatekeeper.store import text as store_text
 from gatekeeper.verdict import Outcome, Verdict, shorten
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,10 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
         target = f"{settings.public_url}/decisions/{decision_id}"
         posted = post_status(conn, forge, pr.head_sha, result.verdict.outcome.value, result.verdict.description(),
                              target, settings.status_context, force=force_status)
-        sync_comment(conn, forge, number, result.open_findings, target, settings.status_context)
+        sync_comment(conn, forge, number, "chains",
+                     _chain_section(conn, forge, number, result.open_findings, target, settings.status_context))
+        if POLICY_PATH in {p for f in result.facts.changed_files for p in f.paths}:
+            preview_policy_change(rt, forge, result, decision_id)
         metrics.incr(conn, "agentgate_verdicts", platform, result.verdict.outcome.value)
         log.info("%s#%s %s -> %s (%s)", forge.repo, number, pr.head_sha[:7], result.verdict.outcome.value, trigger)
         return {"decision": decision_id, "outcome": result.verdict.outcome.value, "posted": posted}
@@ -104,8 +108,8 @@ def save_decision(conn: redis.Redis, platform: str, repo: str, subject: str, sha
                             facts=facts, policy_source=source, trigger=trigger)
     fp_key = key("decision-fp", gather.fingerprint(repo, subject, sha, record.verdict, facts, source))
     existing = conn.get(fp_key)
-    if existing is not None and decisions.load(conn, text(existing)) is not None:
-        return text(existing)
+    if existing is not None and decisions.load(conn, store_text(existing)) is not None:
+        return store_text(existing)
     record.decided_at = datetime.now(UTC).isoformat(timespec="seconds")
     decision_id = decisions.save(conn, record)
     conn.set(fp_key, decision_id, ex=decisions.DECISION_TTL_SECONDS)
@@ -124,22 +128,39 @@ def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, descripti
     return True
 
 
-def sync_comment(conn: redis.Redis, forge: Forge, number: int, open_findings: list[RecordedFinding],
-                 details_url: str, context: str) -> None:
-    """At most one agentgate comment per PR, edited in place; none at all until something is flagged."""
+def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, text: str | None) -> None:
+    """At most one agentgate comment per PR, edited in place when one of its sections changes.
+
+    `text=None` leaves a section alone unless it was shown before; nothing is posted until some
+    section has something to say."""
+    sections_key = key("comment-sections", forge.repo, number)
     id_key = key("comment", forge.repo, number)
+    shown = {store_text(k): store_text(v) for k, v in conn.hgetall(sections_key).items()}
+    if text is None or shown.get(section) == text:
+        return
+    shown[section] = text
     existing = conn.get(id_key)
-    if existing is None and not open_findings:
-        return
-    # The details URL changes with every decision; the comment only when the findings do.
-    body = enforcement.comment_body(open_findings, details_url, context)
-    body_key = key("comment-body", forge.repo, number)
+    comment_id = forge.upsert_comment(number, enforcement.comment_body(shown),
+                                      int(existing) if existing is not None else None)
+    pipe = conn.pipeline()
+    pipe.set(id_key, comment_id, ex=180 * 24 * 3600)
+    pipe.hset(sections_key, section, text)
+    pipe.expire(sections_key, 180 * 24 * 3600)
+    pipe.execute()
+
+
+def _chain_section(conn: redis.Redis, forge: Forge, number: int, open_findings: list[RecordedFinding],
+                   details_url: str, context: str) -> str | None:
+    """The chains section, once anything was flagged; its details link only changes with the findings."""
+    marker = key("comment-findings", forge.repo, number)
     wanted = gather.fingerprint([f.id for f in open_findings])
-    if existing is not None and conn.get(body_key) == wanted.encode():
-        return
-    comment_id = forge.upsert_comment(number, body, int(existing) if existing is not None else None)
-    conn.set(id_key, comment_id, ex=180 * 24 * 3600)
-    conn.set(body_key, wanted, ex=180 * 24 * 3600)
+    previous = conn.get(marker)
+    if previous is None and not open_findings:
+        return None
+    if previous is not None and store_text(previous) == wanted:
+        return None
+    conn.set(marker, wanted, ex=180 * 24 * 3600)
+    return enforcement.findings_section(open_findings, details_url, context)
 
 
 def _post_unevaluated(conn: redis.Redis, forge: Forge, context: str, sha: str, why: str, public_url: str) -> None:
@@ -151,3 +172,32 @@ def _post_unevaluated(conn: redis.Redis, forge: Forge, context: str, sha: str, w
         post_status(conn, forge, sha, Outcome.ERROR.value, text, public_url, context, force=True)
     except ForgeError:
         log.warning("could not post the error status for %s@%s", forge.repo, sha[:7])
+
+
+PREVIEW_OPEN_PULLS = 30
+
+
+def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment, decision_id: str) -> None:
+    """A PR changing `.agentgate.yml` is judged by the base policy; here admins see what the proposed
+    file would do to the open pull requests, once per head and base."""
+    conn, pr = rt.conn, result.pr
+    once = key("preview", forge.repo, pr.number, pr.head_sha, pr.base_sha)
+    if not conn.set(once, "1", nx=True, ex=30 * 24 * 3600):
+        return
+    from gatekeeper.policy.preview import preview, render_markdown
+
+    try:
+        proposed_text = forge.get_file(POLICY_PATH, pr.head_sha)
+        proposed = load_policy(proposed_text, source=f"{POLICY_PATH} at {pr.head_sha[:7]}")
+        others = [p for p in forge.list_open_pulls(PREVIEW_OPEN_PULLS) if p.number != pr.number]
+        # Facts are gathered under the base policy's identities; the preview compares verdicts only.
+        facts = [gather.pull_request_facts(conn, forge, other, result.policy) for other in others]
+    except ForgeError:
+        conn.delete(once)  # try again on the next evaluation
+        raise
+    markdown = render_markdown(preview(result.policy, proposed, facts))
+    record = decisions.load(conn, decision_id)
+    if record is not None:
+        record.extra["policy_preview_markdown"] = markdown
+        decisions.save(conn, record)
+    sync_comment(conn, forge, pr.number, "policy-preview", markdown)

@@ -341,3 +341,28 @@ def test_human_summoning_an_agent_becomes_its_requester(world):
     gate.deliver("pull_request", pr_payload(pr, action="synchronize"))
     gate.work()
     assert status_posts(state, HEAD)[-1]["state"] == "pending"
+
+
+def test_policy_change_is_judged_by_base_and_previews_flips(world):
+    """A PR whose head loosens `.agentgate.yml` is judged by the base policy (it touches a sensitive
+    path, so it waits for two approvals), and its one comment lists the open PRs the new policy would flip."""
+    state, gate, pr = world
+    loosen = state.add_pull(REPO, 9, user=AGENT, head_sha="5" * 40, head_ref="copilot/policy", base_ref="main",
+                            title="Relax agentgate")
+    state.add_file(REPO, 9, ".agentgate.yml")
+    state.set_content(REPO, ".agentgate.yml", "version: 1\napprovals:\n  required: 0\n  sensitive: 0\n",
+                      ref="5" * 40)
+    gate.deliver("pull_request", pr_payload(loosen))
+    gate.work()
+    [status] = status_posts(state, "5" * 40)
+    assert status["state"] == "pending" and "Needs 2 more approvals" in status["description"]
+    [comment] = state.repo(REPO).comments[9]
+    assert "Policy change preview" in comment["body"]
+    assert "#7 Bump widget" in comment["body"] and "success" in comment["body"]
+    assert "lets bots and agents do more" in comment["body"]
+    # Evaluating again (nothing changed) neither recomputes nor re-posts the preview.
+    state.calls.clear()
+    gate.deliver("pull_request", pr_payload(loosen, action="synchronize"))
+    gate.work()
+    assert not state.calls_matching("GET", rf"/repos/{REPO}/pulls")
+    assert len(state.repo(REPO).comments[9]) == 1

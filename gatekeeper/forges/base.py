@@ -108,6 +108,10 @@ class Forge(Protocol):
 
     def get_issue(self, number: int) -> dict[str, Any] | None: ...
 
+    def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
+        """The most recently updated open pull requests, at most `limit` (one page)."""
+        ...
+
     def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
         """(label, actor) for every `labeled` event on an issue or PR, oldest first."""
         ...

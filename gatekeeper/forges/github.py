@@ -55,24 +55,12 @@ class GitHubForge:
     def get_pull_request(self, number: int) -> PullRequestInfo:
         with self._calls():
             raw = self._repo.get_pull(number).raw_data
-        base, head = raw["base"], raw["head"]
-        return PullRequestInfo(
-            number=raw["number"],
-            state=raw["state"],
-            draft=bool(raw.get("draft")),
-            title=raw.get("title") or "",
-            body=raw.get("body") or "",
-            author=raw.get("user") or {},
-            head_sha=head["sha"],
-            head_ref=head["ref"],
-            head_repo=(head.get("repo") or {}).get("full_name"),
-            base_ref=base["ref"],
-            base_sha=base["sha"],
-            default_branch=(base.get("repo") or {}).get("default_branch") or "main",
-            labels=tuple(label["name"] for label in raw.get("labels") or []),
-            merged=bool(raw.get("merged")),
-            changed_files=raw.get("changed_files"),
-        )
+        return _pull_info(raw)
+
+    def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
+        data = self._request("GET", "/pulls", params={"state": "open", "sort": "updated", "direction": "desc",
+                                                      "per_page": max(1, min(limit, 100))})
+        return [_pull_info(raw) for raw in data or []][:limit]
 
     def get_file(self, path: str, ref: str) -> str | None:
         try:
@@ -133,9 +121,11 @@ class GitHubForge:
 
 
 
-    def _request(self, verb: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(self, verb: str, path: str, body: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None) -> Any:
         with self._calls():
-            _, data = self._repo.requester.requestJsonAndCheck(verb, f"{self._repo.url}{path}", input=body)
+            _, data = self._repo.requester.requestJsonAndCheck(verb, f"{self._repo.url}{path}", input=body,
+                                                               parameters=params)
         return data
 
     def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
@@ -185,3 +175,24 @@ class GitHubForge:
             events = [_listed(e) for e in self._repo.get_issue(number).get_events()]
         return [((e.get("label") or {}).get("name", ""), e.get("actor") or {}) for e in events
                 if e.get("event") == "labeled"]
+
+
+def _pull_info(raw: dict[str, Any]) -> PullRequestInfo:
+    base, head = raw["base"], raw["head"]
+    return PullRequestInfo(
+        number=raw["number"],
+        state=raw["state"],
+        draft=bool(raw.get("draft")),
+        title=raw.get("title") or "",
+        body=raw.get("body") or "",
+        author=raw.get("user") or {},
+        head_sha=head["sha"],
+        head_ref=head["ref"],
+        head_repo=(head.get("repo") or {}).get("full_name"),
+        base_ref=base["ref"],
+        base_sha=base["sha"],
+        default_branch=(base.get("repo") or {}).get("default_branch") or "main",
+        labels=tuple(label["name"] for label in raw.get("labels") or []),
+        merged=bool(raw.get("merged")),
+        changed_files=raw.get("changed_files"),
+    )

@@ -113,3 +113,11 @@ class RecordingForge:
 
     def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
         return [(e["label"], e["actor"]) for e in self._sample(number).get("label_events") or []]
+
+    def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
+        numbers = []
+        for raw in self.conn.scan_iter(sample_key(self.repo, "*")):
+            pr = json.loads(self.conn.get(raw) or "{}").get("pull_request") or {}
+            if pr.get("number") and pr.get("state", "open") == "open":
+                numbers.append(int(pr["number"]))
+        return [self.get_pull_request(n) for n in sorted(numbers, reverse=True)[:limit]]
