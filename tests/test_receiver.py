@@ -121,6 +121,14 @@ def test_missing_event_or_delivery_header_is_400(client):
     assert post(client, _pr_opened(), headers={"X-GitHub-Delivery": None}).status_code == 400
 
 
+@pytest.mark.parametrize("headers", [{"X-GitHub-Delivery": "a b:c"}, {"X-GitHub-Delivery": "x" * 300},
+                                     {"X-GitHub-Event": "Pull Request"}, {"X-GitHub-Event": "x" * 100}])
+def test_implausible_event_or_delivery_header_is_400(client, redis_conn, headers):
+    """Delivery ids are GUIDs and events snake_case words: other values are refused, not queued."""
+    assert post(client, _pr_opened(), headers=headers).status_code == 400
+    assert queued(redis_conn) == []
+
+
 def test_wrongly_shaped_payload_is_400_not_500(client):
     """A signed payload of a handled event with the wrong shape is a client error."""
     resp = post(client, {"action": "opened", "pull_request": "nope", "repository": {"full_name": "a/b"}})

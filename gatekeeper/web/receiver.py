@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.parse
 from typing import Any
 
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("receiver", __name__)
 
 DELIVERY_TTL_SECONDS = 7 * 24 * 3600  # GitHub lets deliveries be redelivered for a few days
+# GitHub's delivery ids are GUIDs and event names are snake_case words; anything else is not GitHub,
+# and these values end up in job ids, store keys and metrics labels.
+_DELIVERY = re.compile(r"[A-Za-z0-9-]{1,100}")
+_EVENT = re.compile(r"[a-z_]{1,64}")
 
 
 def _ctx():  # type: ignore[no-untyped-def]
@@ -65,8 +70,8 @@ def github_webhook():  # type: ignore[no-untyped-def]
     if not signature_valid(body, request.headers.get("X-Hub-Signature-256"), ctx.settings.github_webhook_secrets):
         return _answer(401, "bad-signature", event, message="missing or invalid X-Hub-Signature-256")
     delivery = request.headers.get("X-GitHub-Delivery", "")
-    if not event or not delivery or len(delivery) > 200:
-        return _answer(400, "malformed", event, message="X-GitHub-Event and X-GitHub-Delivery are required")
+    if not _EVENT.fullmatch(event) or not _DELIVERY.fullmatch(delivery):
+        return _answer(400, "malformed", event[:40], message="X-GitHub-Event and X-GitHub-Delivery are required")
     payload = _parse_body(body, request.content_type or "")
     if payload is None:
         return _answer(400, "malformed", event, message="body is not a JSON object")
