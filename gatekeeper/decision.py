@@ -1,33 +1,44 @@
-"""The decision core: facts in, verdict out. No I/O, no clock, no globals beyond the facts and policy."""
+"""The decision core: facts in, verdict out. No I/O, no clock, no globals beyond the facts and policy.
+
+How a pull request is judged, in order (every step adds reasons; the most severe reason wins):
+1. Who made the change: an agent (it opened the PR, or wrote some of its commits), a bot, or a human.
+2. Agents only: `limits` (files, lines) and `task` context.
+3. Bots and agents into a protected branch (or the default branch) need `approvals.required` approvals,
+   `approvals.sensitive` when sensitive paths change or the file list is incomplete. A trusted bot
+   within its `only_paths`, or a matching `allow` rule, lifts this requirement unless sensitive paths
+   change.
+4. Every rule whose `when` holds and whose `unless` does not: `block` fails, `require` adds an approval
+   requirement (its own count, from its own reviewers), `allow` is recorded (step 3).
+5. Reviews are judged once (humans only, not the author, not requesters or committers when excluded,
+   enough permission, of the current head unless `stale_after_push: false`); each requirement counts
+   the approvals from its reviewers.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from operator import attrgetter
 
 from gatekeeper.facts import ActorKind, PullRequestFacts, Review, permission_at_least
 from gatekeeper.identity import has_ai_trailer
-from gatekeeper.policy.model import InvalidPolicy, Policy
+from gatekeeper.policy.globs import GlobSet
+from gatekeeper.policy.model import Condition, InvalidPolicy, Policy, Rule
+from gatekeeper.policy.pathindex import PathSummary
+from gatekeeper.policy.patterns import PatternTimeout
 from gatekeeper.verdict import Outcome, Reason, Verdict
 
+DEFAULT_EVENT = "pull_request"
+_ADDITIONS, _DELETIONS = attrgetter("additions"), attrgetter("deletions")
 
-def evaluate_pull_request(policy: Policy | InvalidPolicy, facts: PullRequestFacts) -> Verdict:
+
+def evaluate_pull_request(policy: Policy | InvalidPolicy, facts: PullRequestFacts, *,
+                          event: str = DEFAULT_EVENT) -> Verdict:
+    """The verdict for one pull request. `event` is what is being decided (`pull_request`, or
+    `merge_group` for a merge-queue entry), never the delivery that triggered it, so a verdict does
+    not depend on which webhook arrived last."""
     if isinstance(policy, InvalidPolicy):
         return _invalid_policy(policy)
-    reasons: list[Reason] = []
-    automated, why = _automated_change(facts)
-    if not automated:
-        if any(has_ai_trailer(c.message) for c in facts.commits):
-            reasons.append(Reason("ai-trailer", Outcome.SUCCESS,
-                                  "Some commits carry AI co-author trailers; a human opened and pushed them"))
-        reasons.append(Reason("human-author", Outcome.SUCCESS, f"Opened by {facts.author.login}, a human"))
-        return Verdict.of(reasons)
-    reasons.append(Reason("automated-change", Outcome.SUCCESS, why))
-    if not _is_protected(policy, facts):
-        reasons.append(Reason("unprotected-base", Outcome.SUCCESS,
-                              f"Base branch {facts.base_ref} is not protected by policy"))
-        return Verdict.of(reasons)
-    reasons.extend(_approval_reasons(policy, facts))
-    return Verdict.of(reasons)
+    return _Evaluation(policy, facts, event).run()
 
 
 def _invalid_policy(policy: InvalidPolicy) -> Verdict:
@@ -37,6 +48,270 @@ def _invalid_policy(policy: InvalidPolicy) -> Verdict:
         for err in policy.errors
     ]
     return Verdict.of(reasons)
+
+
+def actor_kind(facts: PullRequestFacts) -> ActorKind:
+    """The kind a rule's `actor` condition sees: an agent if any agent wrote the change."""
+    if facts.author.kind is ActorKind.AGENT or any(
+            (c.author is not None and c.author.kind is ActorKind.AGENT)
+            or (c.committer is not None and c.committer.kind is ActorKind.AGENT) for c in facts.commits):
+        return ActorKind.AGENT
+    return facts.author.kind
+
+
+@dataclass
+class _Requirement:
+    code: str
+    needed: int
+    approvers: tuple[str, ...]  # lower-cased logins; empty: any qualified human
+    approvers_shown: str
+    label: str  # "" for the base requirement, else the rule's message
+
+
+@dataclass
+class _Evaluation:
+    policy: Policy
+    facts: PullRequestFacts
+    event: str
+    reasons: list[Reason] = field(default_factory=list)
+    requirements: list[_Requirement] = field(default_factory=list)
+    _paths: PathSummary | None = None
+
+    # -- the steps ---------------------------------------------------------------------------------
+
+    def run(self) -> Verdict:
+        policy, facts = self.policy, self.facts
+        kind = actor_kind(facts)
+        automated, why = _automated_change(facts)
+        base_needed: int | None = None
+        sensitive_shown = ""
+        if not automated:
+            if any(has_ai_trailer(c.message) for c in facts.commits):
+                self.add("ai-trailer", Outcome.SUCCESS,
+                         "Some commits carry AI co-author trailers; a human opened and pushed them")
+            self.add("human-author", Outcome.SUCCESS, f"Opened by {facts.author.login}, a human")
+        else:
+            self.add("automated-change", Outcome.SUCCESS, why)
+            if kind is ActorKind.AGENT:
+                self._limits()
+                self._task()
+            if not (facts.base_ref == facts.default_branch or policy.protected_branches.match(facts.base_ref)):
+                self.add("unprotected-base", Outcome.SUCCESS,
+                         f"Base branch {facts.base_ref} is not protected by policy")
+            else:
+                base_needed, sensitive_shown = self._base_requirement()
+        waived = self._rules(kind)
+        if base_needed is not None:
+            if waived is not None and (sensitive_shown or not facts.changed_files_complete):
+                self.add("not-lifted", Outcome.SUCCESS,
+                         f"{waived[1].message}; not applied: sensitive paths still need their approvals")
+            elif waived is not None:
+                self.reasons.append(waived[1])
+                base_needed = min(base_needed, waived[0])
+            self._add_base(base_needed)
+        if self.requirements:
+            self._approvals()
+        return Verdict.of(self.reasons)
+
+    def add(self, code: str, outcome: Outcome, message: str, unblock: str | None = None) -> None:
+        self.reasons.append(Reason(code, outcome, message, unblock))
+
+    @property
+    def paths(self) -> PathSummary:
+        if self._paths is None:
+            self._paths = self.policy.path_index.summarise(self.facts.changed_files)
+        return self._paths
+
+    def _limits(self) -> None:
+        limits, files = self.policy.limits, self.facts.changed_files
+        if limits.max_files is not None:
+            if not self.facts.changed_files_complete:
+                self.add("too-many-files", Outcome.FAILURE,
+                         f"The platform listed only part of the {len(files)}+ changed files; agents may change "
+                         f"at most {limits.max_files}",
+                         f"Split the change into pull requests of at most {limits.max_files} files")
+            elif len(files) > limits.max_files:
+                self.add("too-many-files", Outcome.FAILURE,
+                         f"{len(files)} changed files; agents may change at most {limits.max_files}",
+                         f"Split the change into pull requests of at most {limits.max_files} files")
+        if limits.max_lines is not None:
+            lines = sum(map(_ADDITIONS, files)) + sum(map(_DELETIONS, files))
+            if lines > limits.max_lines:
+                self.add("too-many-lines", Outcome.FAILURE,
+                         f"{lines} changed lines; agents may change at most {limits.max_lines}",
+                         f"Split the change into pull requests of at most {limits.max_lines} changed lines")
+
+    def _task(self) -> None:
+        task, facts = self.policy.task, self.facts
+        if not task.required:
+            return
+        labels = " or ".join(task.approved_labels)
+        who = f"a human with {task.min_permission} access"
+        if not facts.tasks_checked:
+            self.add("task-unchecked", Outcome.ERROR, "The task this change resolves could not be checked",
+                     "agentgate to read the referenced issues; it retries on the next event")
+            return
+        if not facts.tasks:
+            self.add("task-missing", Outcome.FAILURE, "The pull request does not reference a task",
+                     f"Reference an issue (e.g. 'Fixes #123') labelled {labels} by {who}")
+            return
+        wanted = {label.lower() for label in task.approved_labels}
+        for ref in facts.tasks:
+            if ref.state != "open":
+                continue
+            for applied in ref.applied:
+                if (applied.label.lower() in wanted and not applied.actor.kind.is_automated
+                        and permission_at_least(applied.permission, task.min_permission)):
+                    self.add("task-approved", Outcome.SUCCESS,
+                             f"Resolves #{ref.number}, labelled {applied.label} by {applied.actor.login}")
+                    return
+        numbers = ", ".join(f"#{t.number}" for t in facts.tasks)
+        self.add("task-unapproved", Outcome.PENDING, f"No referenced task ({numbers}) is approved for agents",
+                 f"{who[0].upper()}{who[1:]} to label {numbers.split(', ')[0]} {labels} (it must be open)")
+
+    def _base_requirement(self) -> tuple[int, str]:
+        policy, facts = self.policy, self.facts
+        needed = policy.approvals
+        shown = ""
+        bit = policy.path_index.bit(policy.sensitive_paths)
+        if self.paths.any_mask & bit:
+            sensitive = self.paths.matching(bit)
+            needed = max(needed, policy.sensitive_approvals)
+            shown = ", ".join(sensitive[:3]) + (f" and {len(sensitive) - 3} more" if len(sensitive) > 3 else "")
+            self.add("sensitive-paths", Outcome.SUCCESS, f"Changes sensitive paths: {shown}")
+        if not facts.changed_files_complete:
+            # Fail closed: the platform capped the file list, so unseen files may be sensitive.
+            needed = max(needed, policy.sensitive_approvals)
+            self.add("files-truncated", Outcome.SUCCESS,
+                     "The platform listed only part of the changed files; treated as sensitive")
+        return needed, shown
+
+    def _add_base(self, needed: int) -> None:
+        if needed <= 0:
+            self.add("no-approval-needed", Outcome.SUCCESS, "No approval is needed")
+            return
+        self.requirements.insert(0, _Requirement("needs-approval", needed, self.policy.approvers,
+                                                 self.policy.approvers_shown, ""))
+
+    def _trusted(self) -> tuple[int, Reason] | None:
+        facts, index = self.facts, self.policy.path_index
+        if not facts.author.kind.is_automated or not facts.changed_files:
+            return None
+        for bot in self.policy.trusted_bots:
+            if bot.actor.match(facts.author.login) and self.paths.all_mask & index.bit(bot.only_paths):
+                return bot.approvals, Reason(
+                    "trusted-bot", Outcome.SUCCESS,
+                    f"{facts.author.login} is trusted for changes within {', '.join(bot.only_paths.patterns)}"
+                    f" ({bot.approvals} approval{'' if bot.approvals == 1 else 's'} needed)")
+        return None
+
+    def _rules(self, kind: ActorKind) -> tuple[int, Reason] | None:
+        """Apply every matching rule; returns what lifts the base requirement, if anything."""
+        self._subject(kind)
+        waiver = self._trusted()
+        for rule in self.policy.rules_by_kind[self.kind]:
+            try:
+                # _holds, inlined: this loop runs for every rule of every verdict.
+                holds = True
+                for check in rule.when.checks:
+                    if not check(self):
+                        holds = False
+                        break
+                if not holds or (rule.unless is not None and self._holds(rule.unless)):
+                    continue
+            except PatternTimeout as exc:
+                self.add("pattern-timeout", Outcome.ERROR, f"Rule {rule.name}: {exc}",
+                         f"Simplify the patterns of rule {rule.name} in {rule.origin or self.policy.source} "
+                         "on the base branch")
+                continue
+            code = f"rule:{rule.name}"
+            if rule.effect == "block":
+                self.add(code, Outcome.FAILURE, rule.message, rule.unblock or (
+                    f"Change the pull request so that rule {rule.name} no longer applies "
+                    f"({describe(rule.when)}), or change the rule in {rule.origin or self.policy.source}"))
+            elif rule.effect == "require":
+                self.requirements.append(_Requirement(code, rule.approvals, rule.reviewers, rule.reviewers_shown,
+                                                      rule.message))
+            elif waiver is None or waiver[0] > 0:
+                waiver = 0, Reason(code, Outcome.SUCCESS,
+                                   f"{rule.message} (rule {rule.name} lifts the approval requirement)")
+        return waiver
+
+    def _holds(self, c: Condition) -> bool:
+        for check in c.checks:
+            if not check(self):
+                return False
+        return True
+
+    # What a condition looks at (see Condition.checks), set once per evaluation.
+    kind: str = ""
+    draft: bool = False
+    fork: bool = False
+    login: str = ""
+    base_ref: str = ""
+    head_ref: str = ""
+    labels: frozenset[str] = frozenset()
+    title: str = ""
+    body: str = ""
+
+    def _subject(self, kind: ActorKind) -> None:
+        facts = self.facts
+        self.kind, self.draft, self.login = kind.value, facts.draft, facts.author.login
+        self.fork = (facts.head_repo or "").lower() != facts.repo.lower()
+        self.base_ref, self.head_ref, self.title, self.body = facts.base_ref, facts.head_ref, facts.title, facts.body
+        self.labels = frozenset(label.lower() for label in facts.labels)
+
+    def any_path(self, globset: GlobSet) -> bool:
+        paths = self._paths or self.paths
+        return bool(paths.any_mask >> self.policy.path_index.bits[id(globset)] & 1)
+
+    def all_paths(self, globset: GlobSet) -> bool:
+        paths = self._paths or self.paths
+        bit = self.policy.path_index.bits[id(globset)]
+        return bool(self.facts.changed_files_complete and paths.all_mask >> bit & 1)
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    def _approvals(self) -> None:
+        policy, facts = self.policy, self.facts
+        counted: list[str] = []
+        for review in _latest_decisive_reviews(facts.reviews).values():
+            if review.state == "CHANGES_REQUESTED":
+                # A change request outlives new pushes (as on GitHub) until its author approves or it is
+                # dismissed; it matters when it comes from someone whose approval could have counted.
+                if not review.reviewer.kind.is_automated and permission_at_least(
+                        review.permission, policy.min_permission):
+                    self.add("changes-requested", Outcome.PENDING, f"{review.reviewer.login} requested changes",
+                             f"{review.reviewer.login} to approve the current head")
+                continue
+            if review.state != "APPROVED":
+                continue
+            why_not = _why_not_counted(policy, facts, review)
+            if why_not:
+                self.add("approval-not-counted", Outcome.SUCCESS, f"Approval not counted: {why_not}")
+            else:
+                counted.append(review.reviewer.login)
+        for requirement in self.requirements:
+            self._requirement_reason(requirement, counted)
+
+    def _requirement_reason(self, req: _Requirement, counted: list[str]) -> None:
+        facts, policy = self.facts, self.policy
+        mine = [login for login in counted if not req.approvers or login.lower() in req.approvers]
+        head = facts.head_sha[:7]
+        prefix = f"{req.label}: " if req.label else ""
+        if len(mine) >= req.needed:
+            by = f"pproved by {', '.join(mine)} ({len(mine)}/{req.needed} required)"
+            self.add("approved" if req.code == "needs-approval" else req.code, Outcome.SUCCESS,
+                     f"{prefix}{'a' if prefix else 'A'}{by}")
+            return
+        missing = req.needed - len(mine)
+        who = f"a human with {policy.min_permission} access other than {facts.author.login}"
+        if req.approvers:
+            who = f"{req.approvers_shown} ({who})"
+        target = f" into {facts.base_ref}" if not req.label else ""
+        self.add(req.code, Outcome.PENDING,
+                 f"{prefix}{len(mine)}/{req.needed} qualifying approvals of {head}{target}",
+                 f"Needs {missing} more approval{'s' if missing > 1 else ''} of {head} from {who}")
 
 
 def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:
@@ -52,17 +327,6 @@ def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:
     return False, ""
 
 
-def _is_protected(policy: Policy, facts: PullRequestFacts) -> bool:
-    return facts.base_ref == facts.default_branch or policy.protected_branches.match(facts.base_ref)
-
-
-@dataclass(frozen=True)
-class _Judged:
-    review: Review
-    counts: bool
-    why_not: str = ""
-
-
 def _latest_decisive_reviews(reviews: tuple[Review, ...]) -> dict[str, Review]:
     """Each reviewer's standing review, as GitHub computes it: a later comment does not undo an
     approval, but a later change request or a dismissal does."""
@@ -73,72 +337,61 @@ def _latest_decisive_reviews(reviews: tuple[Review, ...]) -> dict[str, Review]:
     return standing
 
 
-def _judge(policy: Policy, facts: PullRequestFacts, review: Review) -> _Judged:
+def _why_not_counted(policy: Policy, facts: PullRequestFacts, review: Review) -> str:
+    """Empty when the approval counts; otherwise why it does not."""
     who = review.reviewer
     login = who.login.lower()
-    committers = {a.login.lower() for c in facts.commits for a in (c.author, c.committer) if a}
     if who.kind.is_automated:
-        return _Judged(review, False, f"{who.login} is a {who.kind.value}; only humans' approvals count")
+        return f"{who.login} is a {who.kind.value}; only humans' approvals count"
     if login == facts.author.login.lower():
-        return _Judged(review, False, f"{who.login} authored the pull request")
+        return f"{who.login} authored the pull request"
     if policy.exclude_requesters and login in {r.lower() for r in facts.requesters}:
-        return _Judged(review, False, f"{who.login} set the agent on this task")
-    if policy.exclude_committers and login in committers:
-        return _Judged(review, False, f"{who.login} pushed commits to this pull request")
+        return f"{who.login} set the agent on this task"
+    if policy.exclude_committers and login in {
+            a.login.lower() for c in facts.commits for a in (c.author, c.committer) if a}:
+        return f"{who.login} pushed commits to this pull request"
     if not permission_at_least(review.permission, policy.min_permission):
-        return _Judged(review, False,
-                       f"{who.login} has {review.permission} access; {policy.min_permission} is needed")
-    if review.commit_sha != facts.head_sha:
-        return _Judged(review, False,
-                       f"{who.login} approved {review.commit_sha[:7]}, not the current head {facts.head_sha[:7]}")
-    return _Judged(review, True)
+        return f"{who.login} has {review.permission} access; {policy.min_permission} is needed"
+    if policy.stale_after_push and review.commit_sha != facts.head_sha:
+        return f"{who.login} approved {review.commit_sha[:7]}, not the current head {facts.head_sha[:7]}"
+    return ""
 
 
-def _approval_reasons(policy: Policy, facts: PullRequestFacts) -> list[Reason]:
-    reasons: list[Reason] = []
-    paths = [p for f in facts.changed_files for p in f.paths]
-    sensitive = policy.sensitive_paths.matching(paths)
-    needed = policy.approvals
-    if sensitive:
-        needed = max(needed, policy.sensitive_approvals)
-        shown = ", ".join(sensitive[:3]) + (f" and {len(sensitive) - 3} more" if len(sensitive) > 3 else "")
-        reasons.append(Reason("sensitive-paths", Outcome.SUCCESS, f"Changes sensitive paths: {shown}"))
-    if not facts.changed_files_complete:
-        # Fail closed: the platform capped the file list, so unseen files may be sensitive.
-        needed = max(needed, policy.sensitive_approvals)
-        reasons.append(Reason("files-truncated", Outcome.SUCCESS,
-                              "The platform listed only part of the changed files; treated as sensitive"))
+def describe(c: Condition) -> str:
+    """A condition in words, for messages: what would have to change for a rule to stop applying."""
+    parts: list[str] = []
+    if c.kinds is not None:
+        kinds = (f"a {k}" if k != "agent" else "an agent" for k in sorted(c.kinds))
+        parts.append(f"the change is by {' or '.join(kinds)}")
+    if c.logins is not None:
+        parts.append(f"the author matches {', '.join(c.logins.patterns)}")
+    if c.events is not None:
+        parts.append(f"the event is {' or '.join(sorted(c.events))}")
+    if c.branches is not None:
+        parts.append(f"the base branch matches {', '.join(c.branches.patterns)}")
+    if c.head_branches is not None:
+        parts.append(f"the head branch matches {', '.join(c.head_branches.patterns)}")
+    if c.paths is not None:
+        parts.append(f"a changed path matches {', '.join(c.paths.patterns)}")
+    if c.only_paths is not None:
+        parts.append(f"every changed path matches {', '.join(c.only_paths.patterns)}")
+    if c.labels is not None:
+        parts.append(f"it is labelled {' or '.join(sorted(c.labels))}")
+    if c.title is not None:
+        parts.append(f"the title matches /{c.title.source}/")
+    if c.body is not None:
+        parts.append(f"the description matches /{c.body.source}/")
+    if c.draft is not None:
+        parts.append("it is a draft" if c.draft else "it is not a draft")
+    if c.fork is not None:
+        parts.append("it comes from a fork" if c.fork else "it does not come from a fork")
+    return "; ".join(parts) or "always"
 
-    standing = _latest_decisive_reviews(facts.reviews)
-    counted: list[str] = []
-    for review in standing.values():
-        if review.state == "CHANGES_REQUESTED":
-            # A change request outlives new pushes (as on GitHub) until its author approves or it is
-            # dismissed; it matters when it comes from someone whose approval could have counted.
-            if not review.reviewer.kind.is_automated and permission_at_least(
-                    review.permission, policy.min_permission):
-                reasons.append(Reason("changes-requested", Outcome.PENDING,
-                                      f"{review.reviewer.login} requested changes",
-                                      f"{review.reviewer.login} to approve the current head"))
-            continue
-        if review.state != "APPROVED":
-            continue
-        judged = _judge(policy, facts, review)
-        if judged.counts:
-            counted.append(review.reviewer.login)
-        else:
-            reasons.append(Reason("approval-not-counted", Outcome.SUCCESS,
-                                  f"Approval not counted: {judged.why_not}"))
 
-    who = f"a human with {policy.min_permission} access other than {facts.author.login}"
-    if len(counted) >= needed:
-        reasons.append(Reason("approved", Outcome.SUCCESS,
-                              f"Approved by {', '.join(counted)} ({len(counted)}/{needed} required)"))
-    else:
-        missing = needed - len(counted)
-        reasons.append(Reason(
-            "needs-approval", Outcome.PENDING,
-            f"{len(counted)}/{needed} qualifying approvals of {facts.head_sha[:7]} into {facts.base_ref}",
-            f"Needs {missing} more approval{'s' if missing > 1 else ''} of {facts.head_sha[:7]} from {who}",
-        ))
-    return reasons
+def rule_summary(rule: Rule) -> str:
+    """One line for a rule: its outcome and when it applies."""
+    outcome = {"block": "blocks", "allow": "lifts the approval requirement",
+               "require": f"requires {rule.approvals} approval{'s' if rule.approvals != 1 else ''}"
+                          + (f" from {rule.reviewers_shown}" if rule.reviewers_shown else "")}[rule.effect]
+    unless = f", unless {describe(rule.unless)}" if rule.unless is not None else ""
+    return f"rule {rule.name} {outcome} when {describe(rule.when)}{unless}"

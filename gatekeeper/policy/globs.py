@@ -59,12 +59,14 @@ def _expand(pattern: str) -> list[str]:
     return expanded or [pattern]
 
 
-def _segment(seg: str) -> str:
+def _segment(seg: str, brackets: bool = True) -> str:
     out: list[str] = []
     i, n = 0, len(seg)
     while i < n:
         c = seg[i]
-        if c == "*":
+        if c == "[" and not brackets:
+            out.append(re.escape(c))
+        elif c == "*":
             while i + 1 < n and seg[i + 1] == "*":
                 i += 1
             out.append("[^/]*")
@@ -95,11 +97,11 @@ def _segment(seg: str) -> str:
     return f"(?=[^/]){regex}" if set(seg) == {"*"} else regex
 
 
-def translate(pattern: str) -> str:
+def translate(pattern: str, brackets: bool = True) -> str:
     """One glob (no braces, no `!`) as an anchored-at-both-ends regex body."""
     parts: list[object] = []
     for seg in pattern.split("/"):
-        part: object = _GLOBSTAR if seg == "**" else _segment(seg)
+        part: object = _GLOBSTAR if seg == "**" else _segment(seg, brackets)
         if part is _GLOBSTAR and parts and parts[-1] is _GLOBSTAR:
             continue
         parts.append(part)
@@ -122,8 +124,8 @@ def translate(pattern: str) -> str:
     return "".join(out)
 
 
-def _compile(patterns: Iterable[str], ignore_case: bool) -> re.Pattern[str] | None:
-    bodies = [translate(p) for pattern in patterns for p in _expand(pattern)]
+def _compile(patterns: Iterable[str], ignore_case: bool, brackets: bool) -> re.Pattern[str] | None:
+    bodies = [translate(p, brackets) for pattern in patterns for p in _expand(pattern)]
     if not bodies:
         return None
     return re.compile("(?:" + "|".join(bodies) + r")\Z", re.DOTALL | (re.IGNORECASE if ignore_case else 0))
@@ -131,10 +133,15 @@ def _compile(patterns: Iterable[str], ignore_case: bool) -> re.Pattern[str] | No
 
 @dataclass(frozen=True)
 class GlobSet:
-    """Globs that match when any include pattern matches and no `!` exclude pattern does."""
+    """Globs that match when any include pattern matches and no `!` exclude pattern does.
+
+    For logins (`logins=True`) matching ignores case and `[` is literal, so `dependabot[bot]` and
+    `renovate*` mean what they say."""
 
     patterns: tuple[str, ...]
     ignore_case: bool = False
+    # Logins end in `[bot]`: for login globs a bracket is itself, not a character class.
+    logins: bool = False
     _include: re.Pattern[str] | None = field(init=False, repr=False, compare=False, hash=False)
     _exclude: re.Pattern[str] | None = field(init=False, repr=False, compare=False, hash=False)
     _memo: dict[str, bool] = field(init=False, repr=False, compare=False, hash=False)
@@ -143,9 +150,11 @@ class GlobSet:
         patterns = tuple(self.patterns)
         object.__setattr__(self, "patterns", patterns)
         object.__setattr__(self, "_include",
-                           _compile((p for p in patterns if not p.startswith("!")), self.ignore_case))
+                           _compile((p for p in patterns if not p.startswith("!")), self.ignore_case,
+                                    not self.logins))
         object.__setattr__(self, "_exclude",
-                           _compile((p[1:] for p in patterns if p.startswith("!")), self.ignore_case))
+                           _compile((p[1:] for p in patterns if p.startswith("!")), self.ignore_case,
+                                    not self.logins))
         object.__setattr__(self, "_memo", {})
 
     def match(self, value: str) -> bool:

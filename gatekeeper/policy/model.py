@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cached_property
+from typing import Any, Literal
 
 from gatekeeper.policy.globs import GlobSet
+from gatekeeper.policy.pathindex import PathIndex
 from gatekeeper.policy.patterns import Pattern
 
 PROTECTED_BRANCHES = ("main", "master", "release/*", "release/**", "production")
@@ -130,6 +133,43 @@ class Condition:
     draft: bool | None = None
     fork: bool | None = None
 
+    @cached_property
+    def checks(self) -> tuple[Callable[[Any], bool], ...]:
+        """The conditions that are set, cheapest first, as predicates over the decision's subject (an
+        object with kind, event, draft, fork, login, base_ref, head_ref, labels, title, body and the
+        methods any_path(globset) / all_paths(globset))."""
+        out: list[Callable[[Any], bool]] = []
+        if (kinds := self.kinds) is not None:
+            out.append(lambda s: s.kind in kinds)
+        if (events := self.events) is not None:
+            out.append(lambda s: s.event in events)
+        if (draft := self.draft) is not None:
+            out.append(lambda s: s.draft is draft)
+        if (fork := self.fork) is not None:
+            out.append(lambda s: s.fork is fork)
+        if (labels := self.labels) is not None:
+            out.append(lambda s: not labels.isdisjoint(s.labels))
+        if self.logins is not None:
+            login_matches = self.logins.match
+            out.append(lambda s: login_matches(s.login))
+        if self.branches is not None:
+            branch_matches = self.branches.match
+            out.append(lambda s: branch_matches(s.base_ref))
+        if self.head_branches is not None:
+            head_matches = self.head_branches.match
+            out.append(lambda s: head_matches(s.head_ref))
+        if (paths := self.paths) is not None:
+            out.append(lambda s: s.any_path(paths))
+        if (only_paths := self.only_paths) is not None:
+            out.append(lambda s: s.all_paths(only_paths))
+        if self.title is not None:
+            title_search = self.title.search
+            out.append(lambda s: title_search(s.title))
+        if self.body is not None:
+            body_search = self.body.search
+            out.append(lambda s: body_search(s.body))
+        return tuple(out)
+
 
 Effect = Literal["allow", "require", "block"]
 
@@ -173,6 +213,22 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     # What the policy was built from, in precedence order (lowest first), e.g. ("preset:strict", ".agentgate.yml").
     layers: tuple[str, ...] = field(default=(), compare=False)
+
+    @cached_property
+    def rules_by_kind(self) -> dict[str, tuple[Rule, ...]]:
+        """The rules whose `when` can hold for each actor kind, in order: most rules name one."""
+        return {kind: tuple(r for r in self.rules if r.when.kinds is None or kind in r.when.kinds)
+                for kind in ("human", "bot", "agent")}
+
+    @cached_property
+    def path_index(self) -> PathIndex:
+        """Every path glob set the decision asks about, for one pass over the changed files."""
+        sets = [self.sensitive_paths, *(bot.only_paths for bot in self.trusted_bots)]
+        for rule in self.rules:
+            for condition in (rule.when, rule.unless):
+                if condition is not None:
+                    sets.extend(g for g in (condition.paths, condition.only_paths) if g is not None)
+        return PathIndex.of(sets)
 
 
 DEFAULT_POLICY = Policy()

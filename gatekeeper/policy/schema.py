@@ -1,0 +1,287 @@
+"""The `.agentgate.yml` language, version 1, as pydantic models.
+
+This module is the single source of truth for what a policy file may say: `load.py` validates each
+file against `PolicyDocument`, and `rules/schema.json` is generated from it
+(`python -c "from gatekeeper.policy.schema import json_schema_text as t; print(t(), end='')"
+> rules/schema.json`). Every default here is the built-in secure
+default, so `version: 1` alone decides exactly like having no file at all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
+
+from gatekeeper.policy import model
+from gatekeeper.policy.globs import GlobError, check_glob
+from gatekeeper.policy.patterns import PatternError, check_pattern
+from gatekeeper.policy.presets import PRESET_NAMES
+
+SCHEMA_ID = "https://agentgate.dev/schema/v1.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _glob(value: str) -> str:
+    try:
+        return check_glob(value)
+    except GlobError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _pattern(value: str) -> str:
+    try:
+        return check_pattern(value)
+    except PatternError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _preset_exists(value: str) -> str:
+    if value.startswith("preset:") and value.removeprefix("preset:") not in PRESET_NAMES:
+        raise ValueError(f"unknown preset {value!r}; the presets are "
+                         + ", ".join(f"preset:{n}" for n in PRESET_NAMES))
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _message_shorthand(value: Any) -> Any:
+    return {"message": value} if isinstance(value, str) else value
+
+
+def _list_or_edit(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict | BaseModel):
+        return "edit"
+    return None
+
+
+Glob = Annotated[str, AfterValidator(_glob)]
+Regex = Annotated[str, AfterValidator(_pattern)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Login = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[bot\])?$", max_length=100)]
+TeamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
+# A reviewer is a login or `team:NAME`, NAME defined under `teams:`.
+Reviewer = Annotated[str, StringConstraints(
+    pattern=r"^(team:[A-Za-z0-9][A-Za-z0-9._-]*|[A-Za-z0-9][A-Za-z0-9._-]*(\[bot\])?)$", max_length=110)]
+CommandWord = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+=_-]*$", max_length=40)]
+RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=60)]
+ExtendsRef = Annotated[str, StringConstraints(pattern=r"^(preset:[a-z0-9-]+|org:[A-Za-z0-9._-]+)$"),
+                       AfterValidator(_preset_exists)]
+Permission = Literal["read", "triage", "write", "maintain", "admin"]
+ActorKindName = Literal["human", "bot", "agent", "automated"]
+EventName = Literal["pull_request", "merge_group"]
+
+
+def _one_or_many_of(item: Any) -> Any:
+    return BeforeValidator(_one_or_many, json_schema_input_type=item | list[item])
+
+
+class GlobEdit(_Strict):
+    """Change an inherited list instead of replacing it."""
+
+    add: list[Glob] = Field(default_factory=list, description="patterns to add to the inherited list")
+    remove: list[Glob] = Field(default_factory=list, description="inherited patterns to drop (a loosening)")
+
+
+class PatternEdit(_Strict):
+    add: list[Regex] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class LabelEdit(_Strict):
+    add: list[Label] = Field(default_factory=list)
+    remove: list[Label] = Field(default_factory=list)
+
+
+_NOT_LIST_OR_EDIT = "expected a list (replaces the inherited one) or a mapping with add/remove"
+
+
+_LIST_OR_EDIT = Discriminator(_list_or_edit, custom_error_type="list_or_edit", custom_error_message=_NOT_LIST_OR_EDIT)
+GlobsOrEdit = Annotated[Annotated[list[Glob], Tag("list")] | Annotated[GlobEdit, Tag("edit")], _LIST_OR_EDIT]
+PatternsOrEdit = Annotated[Annotated[list[Regex], Tag("list")] | Annotated[PatternEdit, Tag("edit")], _LIST_OR_EDIT]
+LabelsOrEdit = Annotated[Annotated[list[Label], Tag("list")] | Annotated[LabelEdit, Tag("edit")], _LIST_OR_EDIT]
+
+
+class TrustedBot(_Strict):
+    """A bot trusted for one kind of change, e.g. a dependency bot for lockfile-only updates."""
+
+    login: Glob = Field(description="the bot's login (a glob, case-insensitive), e.g. 'dependabot[bot]'")
+    only_paths: Annotated[list[Glob], Field(min_length=1)] = Field(
+        description="the trust holds only when every changed path matches one of these")
+    approvals: int = Field(default=0, ge=0, le=10, description="approvals its pull requests then need")
+    labels: list[Label] = Field(default_factory=list, description="trigger labels it may apply then")
+    commands: list[CommandWord] = Field(default_factory=list, description="commands it may use then")
+
+
+class Identities(_Strict):
+    agents: list[Login] = Field(default_factory=list,
+                                description="more logins to treat as AI coding agents (adds to the built-in list)")
+    bots: list[Login] = Field(default_factory=list, description="more logins to treat as bots")
+    trusted_bots: list[TrustedBot] = Field(default_factory=list)
+
+
+class Approvals(_Strict):
+    """What an approval is, and how many an automated change into a protected branch needs."""
+
+    required: int = Field(default=model.DEFAULT_POLICY.approvals, ge=0, le=10,
+                          description="for a bot's or agent's pull request into a protected branch")
+    sensitive: int = Field(default=model.DEFAULT_POLICY.sensitive_approvals, ge=0, le=10,
+                           description="when it also changes sensitive paths")
+    min_permission: Permission = Field(default="write", description="an approver's least repository permission")
+    from_: list[Reviewer] = Field(default_factory=list, alias="from",
+                                  description="only these logins / team:NAME count (empty: anyone qualified)")
+    exclude_requesters: bool = Field(default=True, description="the human who set the agent on the task cannot approve")
+    exclude_committers: bool = Field(default=True, description="who pushed commits to the PR cannot approve")
+    stale_after_push: bool = Field(default=True, description="an approval counts only for the head commit it approved")
+
+
+class Task(_Strict):
+    """Task context: an agent's pull request must resolve an issue a human approved for agents."""
+
+    required: bool = False
+    approved_labels: Annotated[list[Label], Field(min_length=1)] = Field(
+        default_factory=lambda: list(model.TaskPolicy().approved_labels))
+    min_permission: Permission = Field(default="write", description="of whoever applied the label")
+
+
+class Limits(_Strict):
+    """Size limits for changes by agents; `null` removes an inherited limit."""
+
+    files: int | None = Field(default=None, ge=1, description="most changed files")
+    lines: int | None = Field(default=None, ge=1, description="most changed lines (additions + deletions)")
+
+
+class ChainAllow(_Strict):
+    actor: Annotated[list[Glob], _one_or_many_of(str), Field(min_length=1)]
+    labels: list[Label] = Field(default_factory=list, description="trigger labels it may apply ('*' for any)")
+    commands: list[CommandWord] = Field(default_factory=list)
+    only_paths: list[Glob] | None = Field(default=None, description="every changed path must match, when set")
+
+
+class Chains(_Strict):
+    """Bots driving other bots: commands in comments, trigger labels, deployments."""
+
+    commands: PatternsOrEdit = Field(default_factory=lambda: list(model.COMMAND_PATTERNS),
+                                     description="regexes for comment lines addressed to other bots")
+    trigger_labels: LabelsOrEdit = Field(default_factory=lambda: list(model.TRIGGER_LABELS))
+    protected_environments: GlobsOrEdit = Field(default_factory=lambda: list(model.PROTECTED_ENVIRONMENTS))
+    remove_bot_labels: bool = True
+    allow: list[ChainAllow] = Field(default_factory=list)
+
+
+OneOrMoreGlobs = Annotated[list[Glob], BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])]
+OneOrMoreLabels = Annotated[list[Label], BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])]
+
+
+class When(_Strict):
+    """Conditions; all that are given must hold. A list means any of its entries."""
+
+    actor: Annotated[list[ActorKindName], _one_or_many_of(ActorKindName)] | None = Field(
+        default=None, description="the change's actor: an agent if any agent wrote it, else its author's kind")
+    login: OneOrMoreGlobs | None = Field(default=None, description="author login globs")
+    event: Annotated[list[EventName], _one_or_many_of(EventName)] | None = None
+    branch: OneOrMoreGlobs | None = Field(default=None, description="base branch globs")
+    head_branch: OneOrMoreGlobs | None = Field(default=None, description="head branch globs")
+    paths: list[Glob] | None = Field(default=None, description="some changed path matches")
+    only_paths: list[Glob] | None = Field(default=None,
+                                          description="every changed path matches (and the list is complete)")
+    labels: OneOrMoreLabels | None = Field(default=None, description="the PR has one of them")
+    title: Regex | None = Field(default=None, description="regex searched in the title (case-insensitive)")
+    body: Regex | None = Field(default=None, description="regex searched in the description (case-insensitive)")
+    draft: bool | None = None
+    fork: bool | None = Field(default=None, description="the head is in another repository")
+
+
+class Message(_Strict):
+    message: str | None = Field(default=None, max_length=500)
+
+
+class Block(_Strict):
+    message: str | None = Field(default=None, max_length=500)
+    unblock: str | None = Field(default=None, max_length=300, description="what lifts the block, shown to reviewers")
+
+
+class Require(_Strict):
+    approvals: int = Field(default=1, ge=1, le=10)
+    reviewers: list[Reviewer] = Field(default_factory=list,
+                                      description="approvals must come from these logins / team:NAME")
+    message: str | None = Field(default=None, max_length=500)
+
+
+class Rule(_Strict):
+    """When the conditions hold (and `unless` does not), the outcome applies. The most severe wins:
+    block > require > allow; an `allow` only lifts the built-in approval requirement."""
+
+    name: RuleName | None = None
+    when: When = Field(default_factory=lambda: When())
+    unless: When | None = None
+    allow: Annotated[Message, BeforeValidator(_message_shorthand, json_schema_input_type=str | Message)] | None = None
+    require: Require | None = None
+    block: Annotated[Block, BeforeValidator(_message_shorthand, json_schema_input_type=str | Block)] | None = None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> Rule:
+        given = [k for k in ("allow", "require", "block") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a rule needs exactly one of allow, require, block"
+                             + (f" (found {', '.join(given)})" if given else ""))
+        return self
+
+    @property
+    def effect(self) -> Literal["allow", "require", "block"]:
+        return "block" if self.block is not None else "require" if self.require is not None else "allow"
+
+
+class PolicyDocument(_Strict):
+    """An `.agentgate.yml` file, language version 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, title="agentgate policy",
+                              json_schema_extra={"$id": SCHEMA_ID})
+
+    version: Literal[1] = Field(description="the language version; always 1")
+    extends: Annotated[list[ExtendsRef], _one_or_many_of(str)] = Field(
+        default_factory=list,
+        description="preset:NAME (shipped with agentgate) or org:REPO (the org's REPO/.agentgate.yml, "
+                    "usually org:.github), applied in order before this file")
+    identities: Identities = Field(default_factory=lambda: Identities())
+    teams: dict[TeamName, list[Login]] = Field(default_factory=dict,
+                                               description="named groups of logins, used as team:NAME")
+    protected_branches: GlobsOrEdit = Field(
+        default_factory=lambda: list(model.PROTECTED_BRANCHES),
+        description="base branches (globs) where bots' and agents' changes need approval; "
+                    "the default branch always counts")
+    sensitive_paths: GlobsOrEdit = Field(default_factory=lambda: list(model.SENSITIVE_PATHS),
+                                         description="paths (globs) whose change needs approvals.sensitive")
+    approvals: Approvals = Field(default_factory=lambda: Approvals())
+    task: Task = Field(default_factory=lambda: Task())
+    limits: Limits = Field(default_factory=lambda: Limits())
+    chains: Chains = Field(default_factory=lambda: Chains())
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = PolicyDocument.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+

@@ -1,0 +1,134 @@
+"""Dry runs: the verdict a policy gives for a webhook payload, with no platform and no Redis.
+
+`agentgate simulate` builds `PullRequestFacts` from a GitHub `pull_request` or `pull_request_review`
+payload plus what the payload does not carry (changed files, reviews, extra labels), then asks the
+same decision core the worker uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gatekeeper.decision import evaluate_pull_request
+from gatekeeper.facts import PERMISSIONS, ChangedFile, PullRequestFacts, Review
+from gatekeeper.identity import classify, classify_github_user
+from gatekeeper.policy import InvalidPolicy, Policy
+from gatekeeper.verdict import Verdict
+
+SUPPORTED_EVENTS = ("pull_request", "pull_request_review")
+
+# What a reviewer's `author_association` says about their permission, when --review does not.
+_ASSOCIATION_PERMISSION = {"OWNER": "admin", "MEMBER": "write", "COLLABORATOR": "write"}
+
+
+class SimulationError(ValueError):
+    """The inputs cannot be simulated; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ReviewSpec:
+    login: str
+    state: str
+    sha: str | None = None
+    permission: str = "write"
+
+    @classmethod
+    def parse(cls, text: str) -> ReviewSpec:
+        """LOGIN:STATE[:SHA][:PERMISSION], e.g. `alice:approved`, `bob:approved:abc123:admin`."""
+        parts = text.split(":")
+        if len(parts) < 2 or len(parts) > 4 or not parts[0]:
+            raise SimulationError(f"--review {text!r}: expected LOGIN:STATE[:SHA][:PERMISSION]")
+        login, state = parts[0], parts[1].upper().replace(" ", "_")
+        if state not in ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"):
+            raise SimulationError(f"--review {text!r}: state is one of approved, changes_requested, commented, "
+                                  "dismissed")
+        sha, permission = None, "write"
+        rest = parts[2:]
+        if rest and rest[-1] in PERMISSIONS:
+            permission = rest.pop()
+        if rest:
+            sha = rest[0] or None
+        if rest[1:]:
+            raise SimulationError(f"--review {text!r}: unknown permission {rest[1]!r}")
+        return cls(login, state, sha, permission)
+
+
+def facts_from_github(event: str, payload: Mapping[str, Any], policy: Policy | InvalidPolicy, *,
+                      files: Iterable[str] | None = None, reviews: Iterable[ReviewSpec] = (),
+                      labels: Iterable[str] = (), requesters: Iterable[str] = ()) -> PullRequestFacts:
+    if event not in SUPPORTED_EVENTS:
+        raise SimulationError(f"event {event!r} is not supported; use one of {', '.join(SUPPORTED_EVENTS)}")
+    pr = payload.get("pull_request")
+    if not isinstance(pr, Mapping):
+        raise SimulationError(f"the payload has no pull_request object (is it a {event} payload?)")
+    agents = policy.agents if isinstance(policy, Policy) else ()
+    bots = policy.bots if isinstance(policy, Policy) else ()
+    repo = payload.get("repository") or {}
+    head, base = pr.get("head") or {}, pr.get("base") or {}
+    head_sha = str(head.get("sha") or "")
+
+    all_reviews: list[Review] = []
+    review = payload.get("review")
+    if event == "pull_request_review" and isinstance(review, Mapping):
+        all_reviews.append(Review(
+            classify_github_user(review.get("user"), agents=agents, bots=bots),
+            str(review.get("state") or "").upper(),
+            str(review.get("commit_id") or head_sha),
+            _ASSOCIATION_PERMISSION.get(str(review.get("author_association") or ""), "read"),
+            review.get("submitted_at"), review.get("id")))
+    for spec in reviews:
+        all_reviews.append(Review(classify(spec.login, agents=agents, bots=bots), spec.state,
+                                  spec.sha or head_sha, spec.permission))
+
+    changed = tuple(ChangedFile(path) for path in (files or ()) if path.strip())
+    counted = pr.get("changed_files")
+    # Unknown files may be sensitive: with none given, the list is incomplete, as when a platform caps it.
+    complete = files is not None and (not isinstance(counted, int) or len(changed) >= counted)
+    head_repo = (head.get("repo") or {}).get("full_name")
+    return PullRequestFacts(
+        repo=str(repo.get("full_name") or (base.get("repo") or {}).get("full_name") or "unknown/unknown"),
+        number=int(pr.get("number") or payload.get("number") or 0),
+        author=classify_github_user(pr.get("user"), via_app=pr.get("performed_via_github_app"),
+                                    agents=agents, bots=bots),
+        head_sha=head_sha,
+        head_ref=str(head.get("ref") or ""),
+        base_ref=str(base.get("ref") or ""),
+        base_sha=str(base.get("sha") or ""),
+        default_branch=str(repo.get("default_branch") or "main"),
+        head_repo=head_repo,
+        state=str(pr.get("state") or "open"),
+        draft=bool(pr.get("draft")),
+        title=str(pr.get("title") or ""),
+        body=str(pr.get("body") or ""),
+        labels=tuple(dict.fromkeys([*(str(lb.get("name")) for lb in pr.get("labels") or [] if isinstance(lb, Mapping)),
+                                    *labels])),
+        changed_files=changed,
+        changed_files_complete=complete,
+        reviews=tuple(all_reviews),
+        requesters=tuple(requesters),
+    )
+
+
+def simulate(policy: Policy | InvalidPolicy, facts: PullRequestFacts) -> Verdict:
+    return evaluate_pull_request(policy, facts)
+
+
+def render_text(verdict: Verdict, facts: PullRequestFacts, policy_source: str) -> str:
+    lines = [f"{verdict.outcome.value}: {verdict.description()}",
+             f"  pull request #{facts.number} {facts.head_ref} -> {facts.base_ref} by {facts.author.login} "
+             f"({facts.author.kind.value}), {len(facts.changed_files)} changed file(s), policy {policy_source}"]
+    if not facts.changed_files_complete:
+        lines.append("  note: the changed files given are fewer than the payload counts (or none were given); "
+                     "treated as an incomplete list")
+    for reason in verdict.reasons:
+        lines.append(f"  [{reason.outcome.value}] {reason.code}: {reason.message}")
+        if reason.unblock:
+            lines.append(f"      to unblock: {reason.unblock}")
+    return "\n".join(lines)
+
+
+def render_json(verdict: Verdict, facts: PullRequestFacts, policy_source: str) -> str:
+    return json.dumps({"policy": policy_source, "verdict": verdict.to_dict(), "facts": facts.to_dict()}, indent=2)
