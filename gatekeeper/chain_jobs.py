@@ -356,7 +356,7 @@ def on_merge_group(*, platform: str, repo: str, installation_id: int | None, sen
     reasons: list[Reason] = []
     for number in numbers:
         pr = forge.get_pull_request(number)
-        result = jobs.assess(rt.conn, rt.settings, forge, pr)
+        result = jobs.assess(rt.conn, rt.settings, forge, pr, event="merge_group")
         for r in result.verdict.deciding:
             reasons.append(Reason(r.code, r.outcome, f"#{number}: {r.message}",
                                   f"#{number}: {r.unblock}" if r.unblock else None))

@@ -13,6 +13,7 @@ from gatekeeper.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts
 from gatekeeper.forges.base import FileTooLarge, Forge, PullRequestInfo
 from gatekeeper.identity import classify_github_user
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
+from gatekeeper.policy.load import org_refs
 from gatekeeper.policy.model import ConfigError
 from gatekeeper.store import key
 from gatekeeper.store import text as store_text
@@ -22,8 +23,11 @@ PERMISSION_CACHE_SECONDS = 120  # short: a revoked write permission must stop co
 _ABSENT = "\x00absent"
 
 
+ORG_POLICY_CACHE_SECONDS = 300  # an org file is not pinned to a commit: re-read it every few minutes
+
+
 def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPolicy:
-    """The policy file at a base-branch commit; a commit never changes, so its policy is cached."""
+    """The policy file at a base-branch commit; a commit never changes, so its text is cached."""
     cache = key("policy", forge.repo, sha)
     cached = conn.get(cache)
     if cached is not None:
@@ -35,7 +39,28 @@ def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPoli
             return InvalidPolicy((ConfigError(POLICY_PATH, 1, 1, "file is too large"),))
         text = _ABSENT if found is None else found
         conn.set(cache, text, ex=POLICY_CACHE_SECONDS)
-    return load_policy(None if text == _ABSENT else text, source=POLICY_PATH)
+    return policy_from_text(conn, forge, None if text == _ABSENT else text, POLICY_PATH)
+
+
+def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: str) -> Policy | InvalidPolicy:
+    """Load a policy, fetching the organisation files it extends (`extends: org:.github`)."""
+    owner = forge.repo.split("/", 1)[0]
+    fetched: dict[str, str | None] = {}
+    for ref in org_refs(text):
+        full_name = f"{owner}/{ref.removeprefix('org:')}"
+        cache = key("org-policy", full_name)
+        cached = conn.get(cache)
+        if cached is not None:
+            value = store_text(cached)
+        else:
+            try:
+                found = forge.get_repo_file(full_name, POLICY_PATH)
+            except FileTooLarge:
+                found = None
+            value = _ABSENT if found is None else found
+            conn.set(cache, value, ex=ORG_POLICY_CACHE_SECONDS)
+        fetched[ref] = None if value == _ABSENT else value
+    return load_policy(text, source=source, extends=fetched)
 
 
 def permission(conn: redis.Redis, forge: Forge, login: str) -> str:

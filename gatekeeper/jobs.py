@@ -16,7 +16,7 @@ from gatekeeper.decisions import DecisionRecord
 from gatekeeper.facts import PullRequestFacts, RecordedFinding
 from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
 from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
-from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
+from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy
 from gatekeeper.settings import Settings
 from gatekeeper.store import key
 from gatekeeper.store import text as store_text
@@ -41,7 +41,8 @@ def pr_lock(conn: redis.Redis, platform: str, repo: str, number: int):  # type: 
     return conn.lock(key("lock", "pr", platform, repo, number), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
 
 
-def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestInfo) -> Assessment:
+def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestInfo,
+           event: str = "pull_request") -> Assessment:
     """Facts, policy and verdict for a pull request, findings included. Posts `error` if facts fail."""
     try:
         policy = gather.policy_at(conn, forge, pr.base_sha)
@@ -56,7 +57,7 @@ def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestI
     if approved:
         # A human approved the head after the action: the finding is settled for good.
         findings.lift(conn, forge.repo, pr.number, lambda f: f.id in approved)
-    verdict = enforcement.with_findings(decide_pull_request(policy, facts), still_open)
+    verdict = enforcement.with_findings(decide_pull_request(policy, facts, event=event), still_open)
     return Assessment(pr, policy, facts, verdict, still_open)
 
 
@@ -188,7 +189,7 @@ def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment,
 
     try:
         proposed_text = forge.get_file(POLICY_PATH, pr.head_sha)
-        proposed = load_policy(proposed_text, source=f"{POLICY_PATH} at {pr.head_sha[:7]}")
+        proposed = gather.policy_from_text(conn, forge, proposed_text, f"{POLICY_PATH} at {pr.head_sha[:7]}")
         others = [p for p in forge.list_open_pulls(PREVIEW_OPEN_PULLS) if p.number != pr.number]
         # Facts are gathered under the base policy's identities; the preview compares verdicts only.
         facts = [gather.pull_request_facts(conn, forge, other, result.policy) for other in others]

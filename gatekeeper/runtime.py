@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import redis
 
 from gatekeeper.forges.base import Forge, ForgeError
-from gatekeeper.forges.github_auth import InstallationTokens
+from gatekeeper.forges.github_auth import ORG_POLICY_PERMISSIONS, InstallationTokens
 from gatekeeper.settings import Settings
 
 
@@ -32,7 +32,14 @@ class Runtime:
         tokens = InstallationTokens(self.conn, app_id=str(self.settings.github_app_id),
                                     private_key=str(self.settings.github_private_key),
                                     api_url=self.settings.github_api_url)
-        return GitHubForge(repo, tokens.token(installation_id, repo, permissions), self.settings.github_api_url)
+
+        def sibling(other: str) -> GitHubForge:
+            # Read-only, and only ever minted for the repository named by this repository's policy.
+            return GitHubForge(other, tokens.token(installation_id, other, ORG_POLICY_PERMISSIONS),
+                               self.settings.github_api_url)
+
+        return GitHubForge(repo, tokens.token(installation_id, repo, permissions), self.settings.github_api_url,
+                           sibling=sibling)
 
 
 _current: Runtime | None = None

@@ -100,3 +100,25 @@ def test_bad_input_gets_4xx_never_500(gate):
     huge = b"{" + b" " * (26 * 1024 * 1024) + b"}"
     resp = requests.post(url, data=huge, headers=headers, timeout=30)
     assert resp.status_code == 413
+
+
+def test_org_policy_is_fetched_for_extends(gate, github):
+    """A repository policy that extends the organisation's file (`org:.github`) gets it from the org's
+    `.github` repository, with a read-only token scoped to that repository."""
+    state = github.state
+    state.installations[INSTALLATION]["repositories"].append("acme/.github")
+    state.add_repo("acme/.github")
+    state.set_content("acme/.github", ".agentgate.yml", "version: 1\napprovals:\n  required: 2\n")
+    pr = state.add_pull(REPO, 11, user=AGENT, head_sha="4" * 40, base_ref="main")
+    state.add_file(REPO, 11, "src/x.py")
+    state.set_content(REPO, ".agentgate.yml", "version: 1\nextends: [\"org:.github\"]\n", ref=pr["base"]["sha"])
+    state.set_permission(REPO, "maintainer", "write")
+    state.add_review(REPO, 11, "maintainer", "APPROVED")
+    gate.deliver("pull_request", pr_payload(pr))
+    gate.work()
+    [status] = gate.statuses("4" * 40)
+    assert status["state"] == "pending" and "Needs 1 more approval" in status["description"]  # 1 of 2
+    org_reads = state.calls_matching("GET", r"/repos/acme/\.github/contents/\.agentgate\.yml")
+    assert len(org_reads) == 1
+    mints = [c.body for c in state.calls_matching("POST", r"/app/installations/\d+/access_tokens")]
+    assert {"repositories": [".github"], "permissions": {"contents": "read", "metadata": "read"}} in mints

@@ -79,6 +79,10 @@ class Forge(Protocol):
 
     def get_file(self, path: str, ref: str) -> str | None: ...
 
+    def get_repo_file(self, full_name: str, path: str) -> str | None:
+        """A file on another repository's default branch (the organisation's policy), or None."""
+        ...
+
     def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
         """The files and whether the list is complete (platforms cap it)."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,8 +33,11 @@ def _listed(obj: Any) -> dict[str, Any]:
 
 
 class GitHubForge:
-    def __init__(self, repo: str, token: str, api_url: str):
+    def __init__(self, repo: str, token: str, api_url: str,
+                 sibling: Callable[[str], GitHubForge] | None = None):
         self.repo = repo
+        # Tokens are scoped to one repository; reading another (the org's .github) needs its own.
+        self._sibling = sibling
         # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
         # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
         # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
@@ -62,16 +65,21 @@ class GitHubForge:
                                                       "per_page": max(1, min(limit, 100))})
         return [_pull_info(raw) for raw in data or []][:limit]
 
-    def get_file(self, path: str, ref: str) -> str | None:
+    def get_repo_file(self, full_name: str, path: str) -> str | None:
+        if self._sibling is None:
+            raise ForgeError(f"cannot read {full_name}: no token for other repositories")
+        return self._sibling(full_name).get_file(path, None)
+
+    def get_file(self, path: str, ref: str | None) -> str | None:
         try:
             with self._calls():
-                content = self._repo.get_contents(path, ref=ref)
+                content = self._repo.get_contents(path, ref=ref) if ref else self._repo.get_contents(path)
         except ForgeError as exc:
             if exc.status == 404:
                 return None
             raise
         if isinstance(content, list):
-            raise ForgeError(f"{path} is a directory at {ref[:7]}")
+            raise ForgeError(f"{path} is a directory at {(ref or 'the default branch')[:7]}")
         raw = content.raw_data
         if raw.get("encoding") != "base64":
             raise FileTooLarge(f"{path} is too large to read through the contents API")

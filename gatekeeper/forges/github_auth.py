@@ -27,6 +27,8 @@ HTTP_TIMEOUT = 10
 
 # Each job asks for what it needs and no more; tokens are cached per permission set.
 READ_PERMISSIONS = {"contents": "read", "metadata": "read", "pull_requests": "read", "issues": "read"}
+# Reading the organisation's shared policy file in its `.github` repository.
+ORG_POLICY_PERMISSIONS = {"contents": "read", "metadata": "read"}
 # Evaluating posts a status and keeps one explanatory comment on the pull request.
 EVALUATE_PERMISSIONS = READ_PERMISSIONS | {"statuses": "write", "pull_requests": "write"}
 # Removing a bot's trigger label.

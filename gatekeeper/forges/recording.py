@@ -65,6 +65,9 @@ class RecordingForge:
                 return str(files[f"{ref}:{path}"])
         return None
 
+    def get_repo_file(self, full_name: str, path: str) -> str | None:
+        return RecordingForge(self.conn, full_name).get_file(path, "HEAD")
+
     def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
         return [RawFile(**f) for f in self._sample(number).get("files") or []], True
 
