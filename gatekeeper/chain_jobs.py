@@ -127,6 +127,8 @@ def on_comment(*, platform: str, repo: str, installation_id: int | None, sender:
         _record(rt, repo, number, finding, _finding_id("tamper", comment_id, created_at), created_at or "")
         return _reevaluate(rt, forge, number, f"{kind}.edited", sender, delivery_id)
     if writer.kind.is_automated:
+        if _is_self(rt, installation_id, writer):
+            return {"ignored": "our own comment"}  # it quotes commands when it explains them
         paths, complete = _changed_paths(forge, number)
         hits = chains.judge_comment(policy, writer, body, paths, paths_complete=complete)
         added = [_record(rt, repo, number, f, _finding_id("command", comment_id, f.subject), created_at or "")

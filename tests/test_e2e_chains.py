@@ -366,3 +366,12 @@ def test_policy_change_is_judged_by_base_and_previews_flips(world):
     gate.work()
     assert not state.calls_matching("GET", rf"/repos/{REPO}/pulls")
     assert len(state.repo(REPO).comments[9]) == 1
+
+
+def test_own_comment_is_not_judged(world):
+    """agentgate's own comment (which quotes the commands it flagged) is never taken for a bot command."""
+    state, gate, pr = world
+    body = "<!-- agentgate:pr-comment -->\n/deploy\n- x commented `/deploy`"
+    gate.deliver("issue_comment", comment_payload(body, _bot("agentgate[bot]")))
+    gate.work()
+    assert not status_posts(state, HEAD)
