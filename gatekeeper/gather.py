@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -26,20 +28,26 @@ _ABSENT = "\x00absent"
 ORG_POLICY_CACHE_SECONDS = 300  # an org file is not pinned to a commit: re-read it every few minutes
 
 
-def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPolicy:
-    """The policy file at a base-branch commit; a commit never changes, so its text is cached."""
-    cache = key("policy", forge.repo, sha)
+def _cached_file(conn: redis.Redis, cache: str, ttl: int, read: Callable[[], str | None]) -> str | None:
+    """A file's text (None when absent) through the shared cache; absence is cached too."""
     cached = conn.get(cache)
     if cached is not None:
-        text = store_text(cached)
+        value = store_text(cached)
     else:
-        try:
-            found = forge.get_file(POLICY_PATH, sha)
-        except FileTooLarge:
-            return InvalidPolicy((ConfigError(POLICY_PATH, 1, 1, "file is too large"),))
-        text = _ABSENT if found is None else found
-        conn.set(cache, text, ex=POLICY_CACHE_SECONDS)
-    return policy_from_text(conn, forge, None if text == _ABSENT else text, POLICY_PATH)
+        found = read()
+        value = _ABSENT if found is None else found
+        conn.set(cache, value, ex=ttl)
+    return None if value == _ABSENT else value
+
+
+def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPolicy:
+    """The policy file at a base-branch commit; a commit never changes, so its text is cached."""
+    try:
+        text = _cached_file(conn, key("policy", forge.repo, sha), POLICY_CACHE_SECONDS,
+                            lambda: forge.get_file(POLICY_PATH, sha))
+    except FileTooLarge:
+        return InvalidPolicy((ConfigError(POLICY_PATH, 1, 1, "file is too large"),))
+    return policy_from_text(conn, forge, text, POLICY_PATH)
 
 
 def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: str) -> Policy | InvalidPolicy:
@@ -48,18 +56,11 @@ def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: 
     fetched: dict[str, str | None] = {}
     for ref in org_refs(text):
         full_name = f"{owner}/{ref.removeprefix('org:')}"
-        cache = key("org-policy", full_name)
-        cached = conn.get(cache)
-        if cached is not None:
-            value = store_text(cached)
-        else:
-            try:
-                found = forge.get_repo_file(full_name, POLICY_PATH)
-            except FileTooLarge:
-                found = None
-            value = _ABSENT if found is None else found
-            conn.set(cache, value, ex=ORG_POLICY_CACHE_SECONDS)
-        fetched[ref] = None if value == _ABSENT else value
+        try:
+            fetched[ref] = _cached_file(conn, key("org-policy", full_name), ORG_POLICY_CACHE_SECONDS,
+                                        partial(forge.get_repo_file, full_name, POLICY_PATH))
+        except FileTooLarge:
+            fetched[ref] = None  # loading reports the org file as missing: the policy is invalid
     return load_policy(text, source=source, extends=fetched)
 
 
