@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import redis
