@@ -71,8 +71,7 @@ def _record(rt: runtime.Runtime, repo: str, number: int, finding: chains.ChainFi
 
 def _base_policy(rt: runtime.Runtime, forge: Forge, number: int) -> Policy:
     """The policy on the PR's base commit, where the agent cannot have changed it."""
-    pr = forge.get_pull_request(number)
-    return _usable(gather.policy_at(rt.conn, forge, pr.base_sha))
+    return _usable(gather.policy_for_pull(rt.conn, forge, forge.get_pull_request(number)))
 
 
 def _changed_paths(forge: Forge, number: int) -> tuple[list[str], bool]:
@@ -131,11 +130,12 @@ def on_comment(*, platform: str, repo: str, installation_id: int | None, sender:
             return {"ignored": "our own comment"}  # it quotes commands when it explains them
         paths, complete = _changed_paths(forge, number)
         hits = chains.judge_comment(policy, writer, body, paths, paths_complete=complete)
-        added = [_record(rt, repo, number, f, _finding_id("command", comment_id, f.subject), created_at or "")
-                 for f in hits]
-        if any(added):
+        for finding in hits:
+            _record(rt, repo, number, finding, _finding_id("command", comment_id, finding.subject), created_at or "")
+        if hits:
+            # Also when the findings were recorded by an earlier attempt of this job that failed later.
             return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id)
-        return {"findings": len(hits)}
+        return {"findings": 0}
     # A human repeating a command a bot gave takes responsibility for it: that lifts the finding.
     lifted = [f for hit in chains.find_commands(body, policy.chains)
               for f in _lift_confirmed(rt, forge, number, writer, command=hit.command)]
@@ -179,31 +179,30 @@ def on_tampering(*, platform: str, repo: str, installation_id: int | None, sende
 # ---- labels --------------------------------------------------------------------------------------------
 
 def on_label(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, action: str, number: int,
+             default_branch: str | None = None, action: str, number: int,
              label: str | None, at: str | None = None, delivery_id: str = "") -> dict[str, Any]:
+    """Judge a label change, then re-evaluate: rules may read labels even when no chain is involved."""
     rt = runtime.current()
-    if not label or action != "labeled":
-        return {"ignored": f"{action} {label}"}
     forge = rt.forge(platform, installation_id, repo, LABEL_PERMISSIONS)
-    policy = _base_policy(rt, forge, number)
-    who = _who(sender, policy)
-    if who.kind.is_automated:
-        if _is_self(rt, installation_id, who):
-            return {"ignored": "our own label change"}
-        paths, complete = _changed_paths(forge, number)
-        hits = chains.judge_label(policy, who, label, paths, paths_complete=complete)
-        if not hits:
-            return {"allowed": label}
-        for finding in hits:
-            _record(rt, repo, number, finding, _finding_id("label", number, label, at or delivery_id), at or "",
-                    extra_subject=label)
-        if policy.chains.remove_bot_labels:
-            forge.remove_label(number, label)
-        return _reevaluate(rt, forge, number, "pull_request.labeled", sender, delivery_id)
-    # A human applying the same label approves the action.
-    if _lift_confirmed(rt, forge, number, who, label=label):
-        return _reevaluate(rt, forge, number, "pull_request.labeled", sender, delivery_id)
-    return {"human": label}
+    trigger = f"pull_request.{action}"
+    who = _who(sender)
+    if who.kind.is_automated and _is_self(rt, installation_id, who):
+        return {"ignored": "our own label change"}  # we removed a bot's label; that evaluation is done
+    if action == "labeled" and label:
+        policy = _base_policy(rt, forge, number)
+        who = _who(sender, policy)
+        if who.kind.is_automated:
+            paths, complete = _changed_paths(forge, number)
+            hits = chains.judge_label(policy, who, label, paths, paths_complete=complete)
+            for finding in hits:
+                _record(rt, repo, number, finding, _finding_id("label", number, label, at or delivery_id),
+                        at or "", extra_subject=label)
+            if hits and policy.chains.remove_bot_labels:
+                forge.remove_label(number, label)
+        else:
+            # A human applying the same label approves the action.
+            _lift_confirmed(rt, forge, number, who, label=label)
+    return _reevaluate(rt, forge, number, trigger, sender, delivery_id)
 
 
 # ---- workflow runs -------------------------------------------------------------------------------------

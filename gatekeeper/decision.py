@@ -324,6 +324,9 @@ def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:
                      or (c.committer and c.committer.kind is ActorKind.AGENT)]
     if agent_commits:
         return True, f"{len(agent_commits)} commit(s) written by an agent, e.g. {agent_commits[0].sha[:7]}"
+    if not facts.commits_complete:
+        # Fail closed: commits past the platform's cap could be an agent's.
+        return True, "More commits than the platform lists; who wrote them all cannot be checked"
     return False, ""
 
 

@@ -108,6 +108,7 @@ class PullRequestFacts:
     changed_files_complete: bool = True  # False when the platform capped the list
     reviews: tuple[Review, ...] = ()
     commits: tuple[Commit, ...] = ()
+    commits_complete: bool = True  # False when the platform capped the list (GitHub: 250)
     # The human who set the agent on this task (assigned it, mentioned it), when known.
     requesters: tuple[str, ...] = ()
     # Issues referenced as the task; gathered only when the policy asks for task context.

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from gatekeeper.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
-from gatekeeper.forges.base import FileTooLarge, Forge, PullRequestInfo
+from gatekeeper.forges.base import FileTooLarge, Forge, ForgeError, PullRequestInfo
 from gatekeeper.identity import classify_github_user
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
 from gatekeeper.policy.load import org_refs
@@ -48,6 +48,12 @@ def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPoli
     except FileTooLarge:
         return InvalidPolicy((ConfigError(POLICY_PATH, 1, 1, "file is too large"),))
     return policy_from_text(conn, forge, text, POLICY_PATH)
+
+
+def policy_for_pull(conn: redis.Redis, forge: Forge, pr: PullRequestInfo) -> Policy | InvalidPolicy:
+    """The policy at the base branch's current head: a policy tightened on main applies to open PRs at
+    once (the PR's own `base.sha` only moves when the PR is updated)."""
+    return policy_at(conn, forge, forge.branch_sha(pr.base_ref) or pr.base_sha)
 
 
 def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: str) -> Policy | InvalidPolicy:
@@ -128,6 +134,27 @@ def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], agents: tuple
     return tuple(refs)
 
 
+COMMITS_CAP = 250  # GitHub lists at most 250 commits of a pull request
+
+
+class HeadMoved(ForgeError):
+    """The pull request got new commits while its facts were read; a newer evaluation will follow."""
+
+
+def via_app(conn: redis.Redis, forge: Forge, number: int) -> str | None:
+    """The app a pull request was opened through on a user's behalf (fixed at creation, so cached)."""
+    def read() -> str | None:
+        issue = forge.get_issue(number) or {}
+        app = issue.get("performed_via_github_app") or {}
+        return str(app.get("slug") or app.get("name") or "")
+
+    return _cached_file(conn, key("via-app", forge.repo, number), 30 * 24 * 3600, read) or None
+
+
+def _app(slug: str | None) -> dict[str, str] | None:
+    return {"slug": slug} if slug else None
+
+
 def pull_request_facts(
     conn: redis.Redis, forge: Forge, pr: PullRequestInfo, policy: Policy | InvalidPolicy
 ) -> PullRequestFacts:
@@ -142,6 +169,8 @@ def pull_request_facts(
         complete = False
     raw_reviews = forge.list_reviews(pr.number)
     commits = forge.list_commits(pr.number)
+    if commits and commits[-1].sha != pr.head_sha:
+        raise HeadMoved(f"head moved from {pr.head_sha[:7]} to {commits[-1].sha[:7]} while reading facts")
     reviews = []
     for raw in raw_reviews:
         reviewer = classify_github_user(raw.user, agents=agents, bots=bots)
@@ -155,7 +184,8 @@ def pull_request_facts(
     return PullRequestFacts(
         repo=forge.repo,
         number=pr.number,
-        author=classify_github_user(pr.author, agents=agents, bots=bots),
+        author=classify_github_user(pr.author, agents=agents, bots=bots,
+                                    via_app=_app(via_app(conn, forge, pr.number))),
         head_sha=pr.head_sha,
         head_ref=pr.head_ref,
         base_ref=pr.base_ref,
@@ -172,6 +202,7 @@ def pull_request_facts(
         changed_files_complete=complete,
         reviews=tuple(reviews),
         commits=tuple(commit_facts),
+        commits_complete=len(commits) < COMMITS_CAP,
         requesters=requesters(conn, forge.repo, pr.number, numbers, commit_facts),
         tasks=tasks_for(conn, forge, numbers, agents, bots) if want_tasks else (),
         tasks_checked=want_tasks,

@@ -24,7 +24,7 @@ from gatekeeper.verdict import Outcome, Verdict, shorten
 
 log = logging.getLogger(__name__)
 
-LOCK_SECONDS = 90
+LOCK_SECONDS = 150  # longer than a job may run (queueing.JOB_TIMEOUT), so it never lapses mid-job
 
 
 @dataclass
@@ -38,15 +38,17 @@ class Assessment:
 
 def pr_lock(conn: redis.Redis, platform: str, repo: str, number: int):  # type: ignore[no-untyped-def]
     # One evaluation per PR at a time: two deliveries in a burst must not post out of order.
-    return conn.lock(key("lock", "pr", platform, repo, number), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
+    return conn.lock(key("lock", "pr", platform, repo, number), timeout=LOCK_SECONDS, blocking_timeout=60)
 
 
 def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestInfo,
            event: str = "pull_request") -> Assessment:
     """Facts, policy and verdict for a pull request, findings included. Posts `error` if facts fail."""
     try:
-        policy = gather.policy_at(conn, forge, pr.base_sha)
+        policy = gather.policy_for_pull(conn, forge, pr)
         facts = gather.pull_request_facts(conn, forge, pr, policy)
+    except gather.HeadMoved:
+        raise
     except ForgeError as exc:
         _post_unevaluated(conn, forge, settings.status_context, pr.head_sha, str(exc), settings.public_url)
         raise
@@ -85,7 +87,10 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
         pr = forge.get_pull_request(number)
         if pr.state != "open":
             return {"skipped": f"pull request is {pr.state}"}
-        result = assess(conn, settings, forge, pr)
+        try:
+            result = assess(conn, settings, forge, pr)
+        except gather.HeadMoved as moved:
+            return {"skipped": str(moved)}  # the push's own `synchronize` delivery evaluates the new head
         decision_id = save_decision(conn, platform, forge.repo, f"pull request #{number}", pr.head_sha,
                                     result.verdict, result.facts.to_dict(), result.policy,
                                     {"event": trigger, "sender": sender, "delivery": delivery_id})

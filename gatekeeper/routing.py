@@ -66,8 +66,9 @@ def _evaluate(payload: dict[str, Any], number: int | None, trigger: str) -> list
     return [JobRequest(EVALUATE_PR, {**common, "number": number, "trigger": trigger})]
 
 
-# Actions that change what a pull request's verdict depends on.
-_PR_ACTIONS = {"opened", "synchronize", "reopened", "ready_for_review"}
+# Actions that change what a pull request's verdict depends on: its head, its base (a retarget is an
+# `edited`), its title and body (rules and task references read them), draft state.
+_PR_ACTIONS = {"opened", "synchronize", "reopened", "ready_for_review", "converted_to_draft", "edited"}
 
 
 @github_handler("pull_request")
@@ -75,10 +76,8 @@ def _pull_request(action: str, payload: dict[str, Any]) -> list[JobRequest]:
     number = (payload.get("pull_request") or {}).get("number", payload.get("number"))
     if action in _PR_ACTIONS:
         return _evaluate(payload, number, f"pull_request.{action}")
-    if action == "edited" and "base" in (payload.get("changes") or {}):
-        # Retargeting, e.g. from a feature branch to main, can move a PR under protection.
-        return _evaluate(payload, number, "pull_request.edited.base")
     if action in ("labeled", "unlabeled"):
+        # The label job re-evaluates too: rules may read labels, and a bot's trigger label is a chain.
         label = (payload.get("label") or {}).get("name")
         return _job("on_label", payload, action=action, number=number, label=label,
                     at=payload["pull_request"].get("updated_at"))
@@ -94,6 +93,11 @@ def _pull_request_review(action: str, payload: dict[str, Any]) -> list[JobReques
     number = (payload.get("pull_request") or {}).get("number")
     jobs = _evaluate(payload, number, f"pull_request_review.{action}")
     review = payload.get("review") or {}
+    if action == "submitted" and review.get("body"):
+        # Bors and Prow act on review bodies too (`bors r+`, `/lgtm`): judge them like comments.
+        jobs += _job("on_comment", payload, action="created", number=number, is_pull_request=True,
+                     comment_id=review.get("id"), body=str(review["body"])[:MAX_BODY_CHARS],
+                     author=_actor(review.get("user")), created_at=review.get("submitted_at"), kind="review")
     sender = (payload.get("sender") or {}).get("login")
     author = (review.get("user") or {}).get("login")
     if action == "edited" and sender and author and sender != author:
@@ -197,7 +201,7 @@ def _check_run(action: str, payload: dict[str, Any]) -> list[JobRequest]:
     run = payload["check_run"]
     jobs: list[JobRequest] = []
     for pr in run.get("pull_requests") or []:
-        jobs += [JobRequest(j.func, j.kwargs | {"force_status": True}, name=f"pr{pr['number']}")
+        jobs += [JobRequest(j.func, j.kwargs, name=f"pr{pr['number']}")
                  for j in _evaluate(payload, pr.get("number"), f"check_run.{action}")]
     return jobs
 

@@ -48,12 +48,14 @@ def test_agent_pr_pending_until_a_human_approves_the_head(gate, github):
     assert "approval of 1111111" in pending["description"]
     calls = [(c.method, c.path) for c in state.calls]
     assert calls == [
-        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),  # once an hour per repository
         ("GET", f"/repos/{REPO}/pulls/7"),
-        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/branches/main"),  # the policy is read at the base branch's head...
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),  # ...once per SHA
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("GET", f"/repos/{REPO}/pulls/7/reviews"),
         ("GET", f"/repos/{REPO}/pulls/7/commits"),
+        ("GET", f"/repos/{REPO}/issues/7"),  # opened through an app? once per PR
         ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
     ]
     details = requests.get(pending["target_url"], timeout=5)

@@ -87,11 +87,18 @@ def status_posts(state, sha: str) -> list[dict]:
     return [c.body for c in state.calls_matching("POST", rf"/repos/{REPO}/statuses/{sha}$")]
 
 
-EVALUATION = [
+BASE_POLICY = [  # the policy of PR #7: at its base branch's head
     ("GET", f"/repos/{REPO}/pulls/7"),
+    ("GET", f"/repos/{REPO}/branches/main"),
+    ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+]
+EVALUATION = [  # a first evaluation of PR #7 once its policy is cached
+    ("GET", f"/repos/{REPO}/pulls/7"),
+    ("GET", f"/repos/{REPO}/branches/main"),
     ("GET", f"/repos/{REPO}/pulls/7/files"),
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
+    ("GET", f"/repos/{REPO}/issues/7"),
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
 ]
 
@@ -107,8 +114,8 @@ def test_bot_deploy_comment_fails_the_pr_with_one_comment(world):
     assert "/deploy" in failure["description"]
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
-        ("GET", f"/repos/{REPO}/pulls/7"),
-        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        *BASE_POLICY,
+        ("GET", "/app"),  # who am I: our own comments are never judged
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         *EVALUATION,
         ("POST", f"/repos/{REPO}/issues/7/comments"),
@@ -143,9 +150,8 @@ def test_bot_automerge_label_is_removed_and_fails(world):
     gate.work()
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
-        ("GET", f"/repos/{REPO}/pulls/7"),
-        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
         ("GET", "/app"),  # who am I: our own label changes are not a bot's
+        *BASE_POLICY,
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("DELETE", f"/repos/{REPO}/issues/7/labels/automerge"),
         *EVALUATION,
@@ -156,18 +162,20 @@ def test_bot_automerge_label_is_removed_and_fails(world):
 
 
 def test_human_automerge_label_is_allowed(world):
-    """A human applying `automerge` is the human in the loop: no removal, no status change, no comment."""
+    """A human applying `automerge` is the human in the loop: no removal, no failure, no comment (the PR
+    is re-evaluated, since rules may read labels, and still just waits for its approval)."""
     state, gate, pr = world
     state.set_labels(REPO, 7, ["automerge"])
     gate.deliver("pull_request", label_payload(pr, "automerge", _human("maintainer")))
     gate.work()
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
-        ("GET", f"/repos/{REPO}/pulls/7"),
-        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        *BASE_POLICY,
         ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),  # could it confirm a bot's label?
+        *EVALUATION,
     ]
     assert state.repo(REPO).labels[7] == ["automerge"]
+    assert status_posts(state, HEAD)[-1]["state"] == "pending"
 
 
 def test_workflow_dispatched_by_an_agent_fails_its_pr(world):
@@ -205,13 +213,14 @@ def test_production_deploy_of_unapproved_agent_pr_is_rejected(world):
     assert callback["state"] == "rejected" and callback["environment_name"] == "production"
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
-        ("GET", f"/repos/{REPO}/branches/main"),
+        ("GET", f"/repos/{REPO}/branches/main"),  # the default branch's policy, never the deployed ref's
         ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
         ("GET", f"/repos/{REPO}/pulls/7"),
-        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/branches/main"),
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("GET", f"/repos/{REPO}/pulls/7/reviews"),
         ("GET", f"/repos/{REPO}/pulls/7/commits"),
+        ("GET", f"/repos/{REPO}/issues/7"),
         ("POST", f"/repos/{REPO}/actions/runs/4242/deployment_protection_rule"),
     ]
 

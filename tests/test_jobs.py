@@ -36,6 +36,8 @@ def api():
                   json={"token": TOKEN, "expires_at": "2099-01-01T00:00:00Z", "permissions": {}})
         mock.get(f"{R}/contents/.agentgate.yml", status=404, json={"message": "Not Found"})
         mock.get(f"{R}/pulls/7/commits", json=[])
+        mock.get(f"{R}/branches/main", json={"name": "main", "commit": {"sha": gh.BASE_SHA}, "protected": True})
+        mock.get(f"{R}/issues/7", json={"number": 7, "performed_via_github_app": None})
         mock.post(re.compile(rf"{R}/statuses/\w+"), status=201, json={"id": 1, "state": "pending"})
         yield mock
 
@@ -121,7 +123,7 @@ def test_token_is_scoped_cached_and_encrypted(worker_runtime, api, redis_conn):
 
 
 def test_policy_is_read_at_base_sha_and_cached(worker_runtime, api):
-    """The policy comes from the base commit (never the head), fetched once per base SHA."""
+    """The policy comes from the base branch's head commit (never the PR's head), fetched once per SHA."""
     seed(api)
     run()
     run()
@@ -166,3 +168,29 @@ def test_token_never_logged(worker_runtime, api, caplog):
     with caplog.at_level("DEBUG"):
         run()
     assert TOKEN not in caplog.text
+
+
+def test_pr_opened_through_an_app_for_a_user_is_governed(worker_runtime, api):
+    """A PR a user's token opened through an app (performed_via_github_app) is a bot's, not a human's."""
+    api.replace(responses.GET, f"{R}/issues/7", json={"number": 7, "performed_via_github_app": {"slug": "helper"}})
+    seed(api, pr=gh.pull(author="octocat"))
+    assert run()["outcome"] == "pending"
+
+
+def test_capped_commit_list_fails_closed(worker_runtime, api):
+    """GitHub lists at most 250 commits: a human's PR with more cannot be shown agent-free, so it is governed."""
+    commits = [{"sha": f"{i:040x}", "commit": {"message": "x"}, "author": gh.user("octocat"),
+                "committer": gh.user("octocat")} for i in range(249)] + [
+        {"sha": gh.HEAD, "commit": {"message": "x"}, "author": gh.user("octocat"), "committer": gh.user("octocat")}]
+    api.replace(responses.GET, f"{R}/pulls/7/commits", json=commits)
+    seed(api, pr=gh.pull(author="octocat"))
+    assert run()["outcome"] == "pending"
+
+
+def test_head_moving_while_reading_skips_quietly(worker_runtime, api):
+    """When the PR gets a new push mid-evaluation, nothing is posted: the push's own delivery evaluates it."""
+    api.replace(responses.GET, f"{R}/pulls/7/commits", json=[
+        {"sha": "9" * 40, "commit": {"message": "new"}, "author": None, "committer": None}])
+    seed(api)
+    assert "skipped" in run()
+    assert posted_statuses(api) == []

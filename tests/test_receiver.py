@@ -206,9 +206,8 @@ def test_unreachable_redis_is_503(settings):
 
 
 def test_retarget_to_another_base_is_evaluated(client, redis_conn):
-    """`edited` matters only when the base changed: retargeting can move a PR under protection."""
-    payload = _pr_opened() | {"action": "edited", "changes": {"title": {"from": "x"}}}
-    assert post(client, payload, delivery="t").json["result"] == "ignored"
+    """Retargeting (an `edited` with a base change) can move a PR under protection: it is evaluated."""
+    payload = _pr_opened() | {"action": "edited"}
     payload["changes"] = {"base": {"ref": {"from": "dev"}, "sha": {"from": "abc"}}}
     assert post(client, payload, delivery="b").json["result"] == "queued"
 

@@ -50,6 +50,21 @@ def test_label_goes_to_label_job():
     assert job.kwargs["label"] and job.kwargs["sender"]["login"]
 
 
+def test_review_body_is_judged_like_a_comment():
+    """A submitted review with a body (e.g. `bors r+`) is also judged for commands."""
+    payload = _fixture("pull_request_review.submitted.1")
+    payload["review"]["body"] = "bors r+"
+    funcs = [j.func for j in route_github("pull_request_review", payload)]
+    assert funcs == ["gatekeeper.jobs.evaluate_pull_request", "gatekeeper.chain_jobs.on_comment"]
+
+
+def test_title_body_and_draft_changes_reevaluate():
+    """Rules read titles, bodies and draft state, so every edit and draft conversion re-evaluates."""
+    for action in ("edited", "converted_to_draft"):
+        payload = _fixture("pull_request.opened.1", action=action)
+        assert _only(route_github("pull_request", payload)).func == "gatekeeper.jobs.evaluate_pull_request"
+
+
 def test_review_edited_by_someone_else_is_tampering():
     """A review edited by someone other than its author queues a tampering job as well as an evaluation."""
     payload = _fixture("pull_request_review.submitted.1", action="edited", sender={"login": "mallory", "type": "User"})
