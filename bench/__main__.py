@@ -4,7 +4,7 @@
 
 `warm` re-evaluates the same pull request, as the worker does on every review, label and push event
 (the policy's compiled globs and per-path results are reused). `cold` gives every verdict paths the
-policy has never seen, so every glob runs: the first evaluation of a new pull request.
+policy has never seen, so each is matched against all its glob sets: a new pull request's first evaluation.
 """
 
 from __future__ import annotations
@@ -81,11 +81,12 @@ def rate(policy: Policy, prs: list[PullRequestFacts], seconds: float) -> float:
 
 
 def cold_rate(policy: Policy, prs: list[PullRequestFacts]) -> float:
-    """Each verdict with every memo emptied first: all globs run on all 300 paths."""
+    """Each verdict with every memo emptied first: every glob set is matched against all 300 paths."""
     index = policy.path_index
     start = time.perf_counter()
     for facts in prs:
         index.memo.clear()
+        index.matcher.directories.clear()
         for globset in index.globsets:
             globset._memo.clear()
         evaluate_pull_request(policy, facts)

@@ -9,6 +9,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from rq import get_current_job
+
 from gatekeeper import chains, findings, gather, jobs, metrics, runtime
 from gatekeeper.facts import Actor, ActorKind, RecordedFinding
 from gatekeeper.forges.base import Forge, ForgeError
@@ -19,8 +21,10 @@ from gatekeeper.forges.github_auth import (
     InstallationTokens,
     app_slug,
 )
-from gatekeeper.identity import KNOWN_AGENTS, classify
+from gatekeeper.identity import KNOWN_AGENTS, classify, has_ai_trailer
 from gatekeeper.policy import DEFAULT_POLICY, InvalidPolicy, Policy
+from gatekeeper.store import key
+from gatekeeper.store import text as store_text
 from gatekeeper.verdict import Outcome, Reason, Verdict
 
 log = logging.getLogger(__name__)
@@ -274,10 +278,12 @@ def on_push(*, platform: str, repo: str, installation_id: int | None, sender: An
         return {"ignored": "not an automated push to a protected branch"}
     if _is_self(rt, installation_id, who):
         return {"ignored": "our own push"}
-    # Merging an approved pull request is how changes should arrive; anything else bypassed review.
-    merged = [p for p in forge.pulls_for_commit(after) if p.get("merged_at")]
-    if merged:
-        return {"ignored": f"merge of pull request #{merged[0]['number']}"}
+    # Merging a pull request that agentgate passed is how changes should arrive; anything else, including
+    # a bot merging an unapproved PR with bypass rights, went around review.
+    for merged in forge.pulls_for_commit(after):
+        if (merged.get("merged_at") and merged.get("base_ref") == ref and merged.get("merge_commit_sha") == after
+                and _last_outcome(rt, repo, merged.get("head_sha") or "") == "success"):
+            return {"ignored": f"merge of pull request #{merged['number']}, which agentgate passed"}
     reason = Reason("chain-push", Outcome.FAILURE,
                     f"{who.login} ({who.kind.value}) pushed {after[:7]} directly to protected branch {ref}"
                     f"{' with --force' if forced else ''}, bypassing review",
@@ -291,6 +297,11 @@ def on_push(*, platform: str, repo: str, installation_id: int | None, sender: An
                      force=True)
     log.warning("%s: %s", repo, reason.message)
     return {"decision": decision_id, "outcome": "failure"}
+
+
+def _last_outcome(rt: runtime.Runtime, repo: str, sha: str) -> str | None:
+    raw = rt.conn.get(key("outcome", repo, sha, rt.settings.status_context))
+    return store_text(raw) if raw is not None else None
 
 
 # ---- deployments ---------------------------------------------------------------------------------------
@@ -310,38 +321,57 @@ def on_deployment_protection_rule(*, platform: str, repo: str, installation_id: 
     forge = rt.forge(platform, installation_id, repo, DEPLOY_PERMISSIONS)
     try:
         policy = _default_branch_policy(rt, forge, default_branch)
-        requester = _who(sender, policy)
-        starter = _who(creator, policy) if creator else requester
-        if starter.kind.is_automated and not requester.kind.is_automated:
-            requester = starter
+        # Whoever started, re-ran or created it: the most automated of them is the requester.
+        run = forge.get_workflow_run(run_id) or {}
+        people = [_who(p, policy) for p in (run.get("triggering_actor"), run.get("actor"), sender, creator) if p]
+        requester = next((p for p in people if p.kind.is_automated), people[0] if people else None)
         numbers = list(pull_numbers) or ([p["number"] for p in forge.pulls_for_commit(sha) if p.get("state") == "open"]
                                          if sha else [])
-        outcome: Outcome | None = Outcome.SUCCESS if not numbers else None
-        agent_involved = False
-        outcomes = []
-        for number in numbers:
-            pr = forge.get_pull_request(number)
-            result = jobs.assess(rt.conn, rt.settings, forge, pr)
-            outcomes.append(result.verdict.outcome)
-            agent_involved = agent_involved or result.facts.author.kind.is_automated or any(
-                c.author is not None and c.author.kind.is_automated for c in result.facts.commits)
-        if outcomes:
-            outcome = max(outcomes, key=lambda o: o.severity)
+        outcome, agent_involved = _deployed_change(rt, forge, numbers, sha)
     except ForgeError as exc:
-        # Fail closed: a deployment we could not evaluate is rejected, and says why.
-        forge.review_deployment(run_id, environment, "rejected", f"agentgate could not evaluate this deployment: {exc}")
+        job = get_current_job()
+        if job is None or not job.retries_left:
+            # Fail closed: a deployment we could not evaluate is rejected, and says why.
+            forge.review_deployment(run_id, environment, "rejected",
+                                    f"agentgate could not evaluate this deployment: {exc}")
         raise
     state, reason = chains.judge_deployment(policy, environment, requester, outcome, agent_involved)
     verdict = Verdict.of([reason])
     decision_id = jobs.save_decision(rt.conn, platform, repo, f"deployment to {environment}", sha or "", verdict,
                                      {"environment": environment, "event": event, "ref": ref, "run_id": run_id,
-                                      "requester": requester.login, "requester_kind": requester.kind.value,
+                                      "requester": requester.login if requester else None,
+                                      "requester_kind": requester.kind.value if requester else None,
                                       "pull_requests": numbers, "pr_outcome": outcome.value if outcome else None},
                                      policy, {"event": "deployment_protection_rule", "delivery": delivery_id})
     comment = f"{reason.message}. {reason.unblock or ''} {rt.settings.public_url}/decisions/{decision_id}".strip()
     # The rejection is the stop; the decision page linked from GitHub's deployment view says why.
     forge.review_deployment(run_id, environment, state, comment)
     return {"decision": decision_id, "state": state}
+
+
+def _deployed_change(rt: runtime.Runtime, forge: Forge, numbers: list[int], sha: str | None
+                     ) -> tuple[Outcome | None, bool]:
+    """The verdict of what is being deployed, and whether an agent or bot had a hand in it."""
+    if numbers:
+        outcomes, involved = [], False
+        for number in numbers:
+            result = jobs.assess(rt.conn, rt.settings, forge, forge.get_pull_request(number))
+            outcomes.append(result.verdict.outcome)
+            involved = involved or result.facts.author.kind.is_automated or any(
+                c.author is not None and c.author.kind.is_automated for c in result.facts.commits)
+        return max(outcomes, key=lambda o: o.severity), involved
+    if not sha:
+        return None, True
+    # No open PR: a merged one agentgate passed is fine; otherwise look at who wrote the commit.
+    for merged in forge.pulls_for_commit(sha):
+        if merged.get("merged_at") and _last_outcome(rt, forge.repo, merged.get("head_sha") or "") == "success":
+            return Outcome.SUCCESS, True
+    commit = forge.get_commit(sha)
+    if commit is None:
+        return None, True  # unknown commit: fail closed
+    authors = [_who(u) for u in (commit.author, commit.committer) if u]
+    automated = any(a.kind.is_automated for a in authors) or has_ai_trailer(commit.message)
+    return (None if automated else Outcome.SUCCESS), automated
 
 
 # ---- merge queue ---------------------------------------------------------------------------------------

@@ -130,7 +130,11 @@ def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, descripti
     if not force and conn.get(last_key) == wanted.encode():
         return False
     forge.set_status(sha, state, shorten(description, 140), target_url, context)
-    conn.set(last_key, wanted, ex=30 * 24 * 3600)
+    pipe = conn.pipeline()
+    pipe.set(last_key, wanted, ex=30 * 24 * 3600)
+    # The state alone, for questions like "did agentgate pass the PR this merge commit came from?"
+    pipe.set(key("outcome", forge.repo, sha, context), state, ex=90 * 24 * 3600)
+    pipe.execute()
     return True
 
 

@@ -202,7 +202,8 @@ def test_bot_automerge_label_fails():
     assert (finding.kind, finding.subject, finding.key) == ("label", "automerge", "automerge")
     assert finding.reason == Reason(
         "chain-label", Outcome.FAILURE, "ci-helper[bot] (a bot) applied the trigger label `automerge` "
-        "(agentgate removes it)", "A human with write access re-applies `automerge` to confirm it, or approves the current head")
+        "(agentgate removes it)",
+        "A human with write access re-applies `automerge` to confirm it, or approves the current head")
 
 
 def test_human_automerge_label_is_no_finding():

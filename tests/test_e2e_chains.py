@@ -193,13 +193,17 @@ def test_workflow_dispatched_by_an_agent_fails_its_pr(world):
     assert "Deploy" in status_posts(state, HEAD)[-1]["description"]
 
 
-def _deployment(state, sender: dict) -> dict:
-    state.add_workflow_run(REPO, 4242, head_sha=HEAD, head_branch="copilot/task-7", event="workflow_dispatch",
-                           name="Deploy", actor=sender, pull_requests=[7])
+def _deployment(state, sender: dict, triggering_actor: dict | None = None, pulls: bool = True,
+                sha: str = HEAD) -> dict:
+    state.add_workflow_run(REPO, 4242, head_sha=sha, head_branch="copilot/task-7", event="workflow_dispatch",
+                           name="Deploy", actor=sender, pull_requests=[7] if pulls else [],
+                           triggering_actor=triggering_actor or sender)
     payload = copy.deepcopy(github_fixture("deployment_protection_rule.requested.1"))
     payload["deployment_callback_url"] = f"https://api.github.com/repos/{REPO}/actions/runs/4242/deployment_protection_rule"
     payload["pull_requests"][0].update(number=7)
-    payload["sha"] = HEAD
+    if not pulls:
+        payload["pull_requests"] = []
+    payload["sha"] = sha
     payload["sender"] = sender
     return _repo_fields(payload)
 
@@ -215,6 +219,7 @@ def test_production_deploy_of_unapproved_agent_pr_is_rejected(world):
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         ("GET", f"/repos/{REPO}/branches/main"),  # the default branch's policy, never the deployed ref's
         ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/actions/runs/4242"),  # who triggered (or re-ran) the run
         ("GET", f"/repos/{REPO}/pulls/7"),
         ("GET", f"/repos/{REPO}/branches/main"),
         ("GET", f"/repos/{REPO}/pulls/7/files"),
@@ -384,3 +389,27 @@ def test_own_comment_is_not_judged(world):
     gate.deliver("issue_comment", comment_payload(body, _bot("agentgate[bot]")))
     gate.work()
     assert not status_posts(state, HEAD)
+
+
+def test_agent_rerunning_a_humans_deploy_is_rejected(world):
+    """The run's triggering actor counts: an agent re-running a human's approved deploy is still an agent's."""
+    state, gate, pr = world
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    gate.deliver("deployment_protection_rule", _deployment(state, _human("lead"), triggering_actor=_bot(AGENT)))
+    gate.work()
+    assert state.repo(REPO).protection_rule_callbacks[0]["state"] == "rejected"
+
+
+def test_deploy_without_a_pr_is_judged_by_its_commit(world):
+    """With no pull request, the deployed commit decides: an agent's commit is rejected, a human's approved."""
+    state, gate, pr = world
+    agent_sha, human_sha = "a1" * 20, "b2" * 20
+    state.repo(REPO).extra_shas.update({agent_sha, human_sha})
+    state.add_commit(REPO, 99, agent_sha, message="change", author=AGENT, parents=[DEFAULT_HEAD])
+    state.add_commit(REPO, 98, human_sha, message="change", author="lead", parents=[DEFAULT_HEAD])
+    gate.deliver("deployment_protection_rule", _deployment(state, _human("lead"), pulls=False, sha=agent_sha))
+    gate.work()
+    assert state.repo(REPO).protection_rule_callbacks[-1]["state"] == "rejected"
+    gate.deliver("deployment_protection_rule", _deployment(state, _human("lead"), pulls=False, sha=human_sha))
+    gate.work()
+    assert state.repo(REPO).protection_rule_callbacks[-1]["state"] == "approved"

@@ -159,7 +159,26 @@ class GitHubForge:
     def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
         data = self._request("GET", f"/commits/{urllib.parse.quote(sha)}/pulls")
         return [{"number": int(p["number"]), "state": p.get("state"), "merged_at": p.get("merged_at"),
-                 "head_sha": (p.get("head") or {}).get("sha")} for p in data or []]
+                 "head_sha": (p.get("head") or {}).get("sha"), "base_ref": (p.get("base") or {}).get("ref"),
+                 "merge_commit_sha": p.get("merge_commit_sha")} for p in data or []]
+
+    def get_workflow_run(self, run_id: int) -> dict[str, Any] | None:
+        try:
+            return dict(self._request("GET", f"/actions/runs/{int(run_id)}"))
+        except ForgeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_commit(self, sha: str) -> RawCommit | None:
+        try:
+            raw = self._request("GET", f"/commits/{urllib.parse.quote(sha)}")
+        except ForgeError as exc:
+            if exc.status in (404, 422):  # 422: "No commit found for SHA"
+                return None
+            raise
+        return RawCommit(raw["sha"], (raw.get("commit") or {}).get("message") or "", raw.get("author"),
+                         raw.get("committer"))
 
     def branch_sha(self, branch: str) -> str | None:
         try:

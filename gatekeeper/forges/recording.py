@@ -124,3 +124,9 @@ class RecordingForge:
             if pr.get("number") and pr.get("state", "open") == "open":
                 numbers.append(int(pr["number"]))
         return [self.get_pull_request(n) for n in sorted(numbers, reverse=True)[:limit]]
+
+    def get_workflow_run(self, run_id: int) -> dict[str, Any] | None:
+        return None
+
+    def get_commit(self, sha: str) -> RawCommit | None:
+        return None

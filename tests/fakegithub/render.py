@@ -325,7 +325,9 @@ def workflow_run(state: FakeState, base: str, repo: Repo, run: dict[str, Any]) -
                            "committer": git_actor},
            "repository": repository(state, base, repo.full_name),
            "head_repository": repository(state, base, repo.full_name),
-           **run, "pull_requests": prs, "actor": actor, "triggering_actor": actor}
+           **run, "pull_requests": prs, "actor": actor,
+           # whoever started the latest attempt (a re-run), else the run's actor
+           "triggering_actor": user(base, run.get("triggering_actor")) if run.get("triggering_actor") else actor}
     return out
 
 
