@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 PLATFORM_MERGERS = frozenset({"github-merge-queue[bot]", "github-actions[bot]"})
 _CALLBACK_RUN = re.compile(r"/actions/runs/(\d+)/deployment_protection_rule/?$")
 _MERGE_GROUP_PR = re.compile(r"/pr-(\d+)-[0-9a-f]{7,40}$")
-_MERGE_MESSAGE_PR = re.compile(r"(?:pull request|\(|\s)#(\d{1,9})\b")
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9-]+(?:\[bot\])?)", re.IGNORECASE)
 
 
@@ -382,15 +381,21 @@ def on_merge_group(*, platform: str, repo: str, installation_id: int | None, sen
     """A merge group gets a verdict like any head: every PR in it must pass, or the group fails."""
     rt = runtime.current()
     forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    numbers = list(dict.fromkeys(
-        [int(n) for n in _MERGE_GROUP_PR.findall(head_ref)] + [int(n) for n in _MERGE_MESSAGE_PR.findall(message)]))
+    # GitHub names the group's newest PR in its ref (gh-readonly-queue/<base>/pr-<n>-<sha>); the PRs
+    # ahead of it were checked in their own groups. The commit message is free text: not trusted.
+    numbers = [int(n) for n in _MERGE_GROUP_PR.findall(head_ref)]
     reasons: list[Reason] = []
-    for number in numbers:
-        pr = forge.get_pull_request(number)
-        result = jobs.assess(rt.conn, rt.settings, forge, pr, event="merge_group")
-        for r in result.verdict.deciding:
-            reasons.append(Reason(r.code, r.outcome, f"#{number}: {r.message}",
-                                  f"#{number}: {r.unblock}" if r.unblock else None))
+    try:
+        for number in numbers:
+            pr = forge.get_pull_request(number)
+            result = jobs.assess(rt.conn, rt.settings, forge, pr, event="merge_group")
+            for r in result.verdict.deciding:
+                reasons.append(Reason(r.code, r.outcome, f"#{number}: {r.message}",
+                                      f"#{number}: {r.unblock}" if r.unblock else None))
+    except ForgeError as exc:
+        # A required check that never reports stalls the queue: say something, then retry.
+        jobs.post_unevaluated(rt.conn, forge, rt.settings.status_context, head_sha, str(exc), rt.settings.public_url)
+        raise
     if not numbers:
         reasons.append(Reason("merge-group-unknown", Outcome.ERROR,
                               "Could not tell which pull requests this merge group contains",

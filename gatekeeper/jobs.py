@@ -50,7 +50,7 @@ def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestI
     except gather.HeadMoved:
         raise
     except ForgeError as exc:
-        _post_unevaluated(conn, forge, settings.status_context, pr.head_sha, str(exc), settings.public_url)
+        post_unevaluated(conn, forge, settings.status_context, pr.head_sha, str(exc), settings.public_url)
         raise
     stored = findings.load(conn, forge.repo, pr.number)
     min_permission = policy.min_permission if isinstance(policy, Policy) else "write"
@@ -173,15 +173,17 @@ def _chain_section(conn: redis.Redis, forge: Forge, number: int, open_findings: 
     return enforcement.findings_section(open_findings, details_url, context)
 
 
-def _post_unevaluated(conn: redis.Redis, forge: Forge, context: str, sha: str, why: str, public_url: str) -> None:
-    """Fail closed: an earlier `success` must not stand for a head we can no longer evaluate."""
+def post_unevaluated(conn: redis.Redis, forge: Forge, context: str, sha: str, why: str, public_url: str) -> None:
+    """Fail closed: an earlier `success` must not stand for a head we cannot evaluate now. While RQ will
+    retry, `pending` (no flapping through `error` on a transient failure); after the last try, `error`."""
     job = get_current_job()
     retrying = bool(job and (job.retries_left or 0) > 0)
-    text = f"Could not evaluate{' (retrying)' if retrying else ''}: {why}"
+    state = Outcome.PENDING if retrying else Outcome.ERROR
+    text = f"Could not evaluate{' yet, retrying' if retrying else ''}: {why}"
     try:
-        post_status(conn, forge, sha, Outcome.ERROR.value, text, public_url, context, force=True)
+        post_status(conn, forge, sha, state.value, text, public_url, context, force=True)
     except ForgeError:
-        log.warning("could not post the error status for %s@%s", forge.repo, sha[:7])
+        log.warning("could not post the unevaluated status for %s@%s", forge.repo, sha[:7])
 
 
 PREVIEW_OPEN_PULLS = 30

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from gatekeeper.routing import JobRequest
 
@@ -39,3 +41,16 @@ class JobQueue:
         except redis.RedisError as exc:
             raise EnqueueFailed(str(exc)) from exc
         return ids
+
+    def requeue_failed(self, job_ids: list[str]) -> list[str]:
+        """Put jobs that failed for good back on the queue; returns the ids requeued."""
+        requeued = []
+        for job_id in filter(None, job_ids):
+            try:
+                job = Job.fetch(job_id, connection=self.queue.connection)
+            except NoSuchJobError:
+                continue
+            if job.get_status() == JobStatus.FAILED:
+                job.requeue()
+                requeued.append(job_id)
+        return requeued

@@ -220,3 +220,37 @@ def test_metrics_count_deliveries(client):
     assert 'agentgate_webhooks_total{event="pull_request",platform="github",result="queued"} 1.0' in text
     assert 'agentgate_webhooks_total{event="pull_request",platform="github",result="bad-signature"} 1.0' in text
     assert 'agentgate_queue_depth{queue="agentgate"} 1.0' in text
+
+
+def test_redelivery_of_a_failed_delivery_is_requeued(client, redis_conn):
+    """A delivery whose job failed for good is run again when GitHub redelivers it; one that worked is not."""
+    from rq import SimpleWorker
+
+    assert post(client, _pr_opened(), delivery="broken").status_code == 202
+    [job] = queued(redis_conn)
+    job.retries_left = 0
+    job.save()
+    # No runtime is configured in this process, so the job fails: as after a long outage.
+    SimpleWorker([Queue("agentgate", connection=redis_conn)], connection=redis_conn).work(burst=True)
+    assert job.get_status(refresh=True) == "failed"
+    again = post(client, _pr_opened(), delivery="broken")
+    assert again.status_code == 202 and again.json["result"] == "requeued"
+    assert [j.id for j in queued(redis_conn)] == [job.id]
+
+
+def test_signed_payload_missing_fields_is_400(client):
+    """A signed payload of a handled event missing documented fields is a client error, not a 503."""
+    payload = {"action": "checks_requested", "repository": {"full_name": "a/b"}, "merge_group": {}}
+    assert post(client, payload, event="merge_group").status_code == 400
+
+
+def test_gitlab_token_is_checked(redis_conn):
+    """GitLab deliveries need the configured X-Gitlab-Token (compared in constant time); then 202."""
+    client = create_app(Settings(redis_url="x", gitlab_webhook_secret="gl-secret"), redis_conn).test_client()
+    url = "/webhooks/gitlab"
+    body = json.dumps({"object_kind": "merge_request"})
+    assert client.post(url, data=body, headers={"X-Gitlab-Event": "Merge Request Hook"}).status_code == 401
+    assert client.post(url, data=body, headers={"X-Gitlab-Token": "wrong"}).status_code == 401
+    assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secreté"}).status_code == 401
+    assert client.post(url, data="{", headers={"X-Gitlab-Token": "gl-secret"}).status_code == 400
+    assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secret"}).status_code == 202

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from gatekeeper import metrics
 from gatekeeper.queueing import EnqueueFailed
 from gatekeeper.routing import route_github
 from gatekeeper.store import key
+from gatekeeper.store import text as store_text
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("receiver", __name__)
@@ -79,14 +81,19 @@ def github_webhook():  # type: ignore[no-untyped-def]
         return _answer(200, "pong", event, zen=payload.get("zen"))
     try:
         jobs = route_github(event, payload)
-    except (TypeError, AttributeError, ValueError):
+    except (TypeError, AttributeError, ValueError, LookupError):
         # A payload of the right event but the wrong shape: a client error, not ours.
         return _answer(400, "malformed", event, message="payload does not have the documented shape")
     if not jobs:
         return _answer(202, "ignored", event)
     seen = key("delivery", "github", delivery)
     try:
-        if not ctx.conn.set(seen, "1", nx=True, ex=DELIVERY_TTL_SECONDS):
+        if not ctx.conn.set(seen, "", nx=True, ex=DELIVERY_TTL_SECONDS):
+            # A redelivery. Acted on once already, unless its job failed for good (e.g. a long GitHub
+            # outage): then an operator's "Redeliver" is how it gets retried.
+            requeued = ctx.queue.requeue_failed(store_text(ctx.conn.get(seen) or b"").split(","))
+            if requeued:
+                return _answer(202, "requeued", event, jobs=requeued)
             return _answer(200, "duplicate", event)
         try:
             job_ids = ctx.queue.enqueue_all("github", delivery, jobs)
@@ -94,7 +101,27 @@ def github_webhook():  # type: ignore[no-untyped-def]
             # Forget the delivery so GitHub's redelivery is processed.
             ctx.conn.delete(seen)
             raise
+        ctx.conn.set(seen, ",".join(job_ids), ex=DELIVERY_TTL_SECONDS)
     except (redis.RedisError, EnqueueFailed):
         log.warning("could not enqueue delivery %s", delivery)
         return _answer(503, "unavailable", event, message="queue unavailable; redeliver later")
     return _answer(202, "queued", event, jobs=job_ids)
+
+
+@blueprint.post("/webhooks/gitlab")
+def gitlab_webhook():  # type: ignore[no-untyped-def]
+    """GitLab's secret token is compared in constant time. GitLab events are verified and parsed, then
+    answered as ignored: evaluating them arrives with the GitLab adapter."""
+    ctx = _ctx()
+    body = request.get_data(cache=False)
+    event = request.headers.get("X-Gitlab-Event", "")[:64]
+    expected = ctx.settings.gitlab_webhook_secret
+    given = request.headers.get("X-Gitlab-Token", "")
+    if not expected or not hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8")):
+        metrics.incr(ctx.conn, "agentgate_webhooks", "gitlab", "-", "bad-token")
+        return jsonify(result="bad-token", message="missing or invalid X-Gitlab-Token"), 401
+    if _parse_body(body, request.content_type or "") is None:
+        metrics.incr(ctx.conn, "agentgate_webhooks", "gitlab", "-", "malformed")
+        return jsonify(result="malformed", message="body is not a JSON object"), 400
+    metrics.incr(ctx.conn, "agentgate_webhooks", "gitlab", "-", "ignored")
+    return jsonify(result="ignored", event=event, message="GitLab events are not evaluated yet"), 202
