@@ -97,8 +97,12 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
         target = f"{settings.public_url}/decisions/{decision_id}"
         posted = post_status(conn, forge, pr.head_sha, result.verdict.outcome.value, result.verdict.description(),
                              target, settings.status_context, force=force_status)
-        sync_comment(conn, forge, number, "chains",
-                     _chain_section(conn, forge, number, result.open_findings, target, settings.status_context))
+        chain_text = _chain_section(conn, forge, number, result.open_findings, target, settings.status_context)
+        if chain_text is not None:
+            sync_comment(conn, forge, number, "chains", chain_text)
+            # Remember what the comment lists only once it was posted, so a failed post is retried.
+            conn.hset(key("comment-sections", forge.repo, number), "chains-ids",
+                      ",".join(sorted(f.id for f in result.open_findings)))
         if POLICY_PATH in {p for f in result.facts.changed_files for p in f.paths}:
             preview_policy_change(rt, forge, result, decision_id)
         metrics.incr(conn, "agentgate_verdicts", platform, result.verdict.outcome.value)
@@ -138,20 +142,18 @@ def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, descripti
     return True
 
 
-def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, text: str | None) -> None:
-    """At most one agentgate comment per PR, edited in place when one of its sections changes.
-
-    `text=None` leaves a section alone unless it was shown before; nothing is posted until some
-    section has something to say."""
+def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, text: str) -> None:
+    """At most one agentgate comment per PR, edited in place when one of its sections changes."""
     sections_key = key("comment-sections", forge.repo, number)
     id_key = key("comment", forge.repo, number)
     shown = {store_text(k): store_text(v) for k, v in conn.hgetall(sections_key).items()}
-    if text is None or shown.get(section) == text:
+    if shown.get(section) == text:
         return
     shown[section] = text
     existing = conn.get(id_key)
-    comment_id = forge.upsert_comment(number, enforcement.comment_body(shown),
-                                      int(existing) if existing is not None else None)
+    # Without a remembered id (first comment, or the store lost it) look for ours before creating one.
+    comment_id = int(existing) if existing is not None else forge.find_comment(number, enforcement.COMMENT_MARKER)
+    comment_id = forge.upsert_comment(number, enforcement.comment_body(shown), comment_id)
     pipe = conn.pipeline()
     pipe.set(id_key, comment_id, ex=180 * 24 * 3600)
     pipe.hset(sections_key, section, text)
@@ -162,14 +164,13 @@ def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, tex
 def _chain_section(conn: redis.Redis, forge: Forge, number: int, open_findings: list[RecordedFinding],
                    details_url: str, context: str) -> str | None:
     """The chains section, once anything was flagged; its details link only changes with the findings."""
-    marker = key("comment-findings", forge.repo, number)
-    wanted = gather.fingerprint([f.id for f in open_findings])
-    previous = conn.get(marker)
-    if previous is None and not open_findings:
+    # Shown before means the section exists in the comment; what it listed is the set of finding ids.
+    shown = conn.hget(key("comment-sections", forge.repo, number), "chains-ids")
+    wanted = ",".join(sorted(f.id for f in open_findings))
+    if shown is None and not open_findings:
         return None
-    if previous is not None and store_text(previous) == wanted:
+    if shown is not None and store_text(shown) == wanted:
         return None
-    conn.set(marker, wanted, ex=180 * 24 * 3600)
     return enforcement.findings_section(open_findings, details_url, context)
 
 

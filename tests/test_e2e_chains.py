@@ -118,6 +118,7 @@ def test_bot_deploy_comment_fails_the_pr_with_one_comment(world):
         ("GET", "/app"),  # who am I: our own comments are never judged
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         *EVALUATION,
+        ("GET", f"/repos/{REPO}/issues/7/comments"),  # is there a comment of ours already?
         ("POST", f"/repos/{REPO}/issues/7/comments"),
     ]
     [comment] = state.repo(REPO).comments[7]
@@ -155,6 +156,7 @@ def test_bot_automerge_label_is_removed_and_fails(world):
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("DELETE", f"/repos/{REPO}/issues/7/labels/automerge"),
         *EVALUATION,
+        ("GET", f"/repos/{REPO}/issues/7/comments"),
         ("POST", f"/repos/{REPO}/issues/7/comments"),
     ]
     assert state.repo(REPO).labels[7] == []
@@ -413,3 +415,15 @@ def test_deploy_without_a_pr_is_judged_by_its_commit(world):
     gate.deliver("deployment_protection_rule", _deployment(state, _human("lead"), pulls=False, sha=human_sha))
     gate.work()
     assert state.repo(REPO).protection_rule_callbacks[-1]["state"] == "approved"
+
+
+def test_comment_found_again_when_the_store_forgot_it(world):
+    """If the store lost which comment is ours, agentgate finds it by its marker and edits it: still one."""
+    state, gate, pr = world
+    gate.deliver("issue_comment", comment_payload("/deploy", _bot("helper-bot[bot]")))
+    gate.work()
+    redis.Redis.from_url(E2E_REDIS_URL).delete(*redis.Redis.from_url(E2E_REDIS_URL).keys("agentgate:comment*"))
+    gate.deliver("issue_comment", comment_payload("/merge", _bot("helper-bot[bot]")))
+    gate.work()
+    [comment] = state.repo(REPO).comments[7]
+    assert "/merge" in comment["body"] and "/deploy" in comment["body"]

@@ -145,6 +145,14 @@ class GitHubForge:
                     raise  # deleted by someone: post a new one below
         return int(self._request("POST", f"/issues/{number}/comments", {"body": body})["id"])
 
+    def find_comment(self, number: int, marker: str) -> int | None:
+        with self._calls():
+            for comment in self._repo.get_issue(number).get_comments():
+                raw = _listed(comment)
+                if marker in (raw.get("body") or "") and (raw.get("user") or {}).get("type") == "Bot":
+                    return int(raw["id"])
+        return None
+
     def remove_label(self, number: int, label: str) -> None:
         try:
             self._request("DELETE", f"/issues/{number}/labels/{urllib.parse.quote(label, safe='')}")

@@ -93,6 +93,9 @@ class RecordingForge:
         self._record("comment", number=number, comment_id=new_id, edited=comment_id is not None, body=body)
         return new_id
 
+    def find_comment(self, number: int, marker: str) -> int | None:
+        return None
+
     def remove_label(self, number: int, label: str) -> None:
         self._record("remove_label", number=number, label=label)
 
