@@ -25,6 +25,9 @@ PERMISSION_CACHE_SECONDS = 120  # short: a revoked write permission must stop co
 _ABSENT = "\x00absent"
 
 
+# Organisation files live in a repository of the same owner; a name is a plain repository name, so a
+# policy (perhaps a proposed one, in a preview) cannot steer agentgate to read anything else.
+_ORG_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
 ORG_POLICY_CACHE_SECONDS = 300  # an org file is not pinned to a commit: re-read it every few minutes
 
 
@@ -61,7 +64,10 @@ def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: 
     owner = forge.repo.split("/", 1)[0]
     fetched: dict[str, str | None] = {}
     for ref in org_refs(text):
-        full_name = f"{owner}/{ref.removeprefix('org:')}"
+        name = ref.removeprefix("org:")
+        if not _ORG_REPO.fullmatch(name):
+            continue  # not fetched: loading reports it, and no token is minted for an odd name
+        full_name = f"{owner}/{name}"
         try:
             fetched[ref] = _cached_file(conn, key("org-policy", full_name), ORG_POLICY_CACHE_SECONDS,
                                         partial(forge.get_repo_file, full_name, POLICY_PATH))

@@ -188,6 +188,7 @@ def post_unevaluated(conn: redis.Redis, forge: Forge, context: str, sha: str, wh
 
 
 PREVIEW_OPEN_PULLS = 30
+PREVIEW_INTERVAL_SECONDS = 300
 
 
 def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment, decision_id: str) -> None:
@@ -196,6 +197,10 @@ def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment,
     conn, pr = rt.conn, result.pr
     once = key("preview", forge.repo, pr.number, pr.head_sha, pr.base_sha)
     if not conn.set(once, "1", nx=True, ex=30 * 24 * 3600):
+        return
+    # Each preview reads every open PR: at most one per PR every few minutes, however often it is pushed.
+    if not conn.set(key("preview-recent", forge.repo, pr.number), "1", nx=True, ex=PREVIEW_INTERVAL_SECONDS):
+        conn.delete(once)  # the next evaluation after the interval previews the then-current head
         return
     from gatekeeper.policy.preview import preview, render_markdown
 

@@ -194,3 +194,14 @@ def test_head_moving_while_reading_skips_quietly(worker_runtime, api):
     seed(api)
     assert "skipped" in run()
     assert posted_statuses(api) == []
+
+
+def test_unknown_base_commit_is_not_a_missing_policy(worker_runtime, api):
+    """GitHub's 404 "No commit found for the ref" is not "no policy file": it must not fall back to the
+    default; the evaluation fails closed and is retried."""
+    api.replace(responses.GET, f"{R}/contents/.agentgate.yml", status=404,
+                json={"message": f"No commit found for the ref {gh.BASE_SHA}"})
+    seed(api, pr=gh.pull(author="octocat"))
+    with pytest.raises(ForgeError):
+        run()
+    assert [s["state"] for s in posted_statuses(api)] == ["error"]

@@ -75,7 +75,9 @@ class GitHubForge:
             with self._calls():
                 content = self._repo.get_contents(path, ref=ref) if ref else self._repo.get_contents(path)
         except ForgeError as exc:
-            if exc.status == 404:
+            # "No commit found for the ref" is not "no such file": a missing policy must mean a missing
+            # file, never a commit we could not see (that would fall back to the weaker default).
+            if exc.status == 404 and "no commit found" not in str(exc).lower():
                 return None
             raise
         if isinstance(content, list):

@@ -394,9 +394,11 @@ def get_content(path: str) -> Any:
     ref = request.args.get("ref") or repo.default_branch
     tree = _tree(repo, ref)
     if tree is None:
-        if ref == repo.default_branch:
-            raise not_found()
-        raise GitHubError(404, f"No commit found for the ref {ref}")
+        # A commit GitHub knows with nothing seeded is an empty tree (the file is missing); only a ref
+        # that names no commit at all gets GitHub's "No commit found".
+        if ref != repo.default_branch and repo.resolve_ref(ref) is None:
+            raise GitHubError(404, f"No commit found for the ref {ref}")
+        tree = {}
     path = path.strip("/")
     if path in tree:
         return render.content_file(g.base, repo, ref, path, tree[path])

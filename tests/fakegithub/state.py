@@ -138,7 +138,7 @@ class Repo:
 
     def known_shas(self) -> set[str]:
         """Commits GitHub would know about: PR heads/bases, PR commits, runs, content refs."""
-        shas = set(self.extra_shas)
+        shas = set(self.extra_shas) | set(self.branches.values())
         for pr in self.pulls.values():
             shas.update(pr.get(side, {}).get("sha", "") for side in ("head", "base"))
         shas.update(c["sha"] for cs in self.commits.values() for c in cs)
