@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from rq import get_current_job
+from rq import Queue, get_current_job
 
 from gatekeeper import chains, findings, gather, jobs, metrics, runtime
 from gatekeeper.facts import Actor, ActorKind, RecordedFinding
@@ -23,6 +23,7 @@ from gatekeeper.forges.github_auth import (
 )
 from gatekeeper.identity import KNOWN_AGENTS, classify, has_ai_trailer
 from gatekeeper.policy import DEFAULT_POLICY, InvalidPolicy, Policy
+from gatekeeper.queueing import JOB_TIMEOUT, RETRY
 from gatekeeper.store import key
 from gatekeeper.store import text as store_text
 from gatekeeper.verdict import Outcome, Reason, Verdict
@@ -264,9 +265,12 @@ def _report(rt: runtime.Runtime, repo: str, subject: str, sha: str, hits: list[c
 def on_push(*, platform: str, repo: str, installation_id: int | None, sender: Any,
                 default_branch: str | None = None, ref: str, after: str | None,
             before: str | None, forced: bool, created: bool, pusher: str | None,
-            commits: list[dict[str, Any]], delivery_id: str = "") -> dict[str, Any]:
+            commits: list[dict[str, Any]], policy_changed: bool = False,
+            delivery_id: str = "") -> dict[str, Any]:
     rt = runtime.current()
     forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
+    if policy_changed and after:
+        _reevaluate_open_pulls(rt, forge, platform, installation_id, ref, after)
     zero = "0" * 40
     # The policy before the push: the pushed commits must not get to define their own rules.
     policy_sha = before if before and before != zero else forge.branch_sha(default_branch or "main")
@@ -296,6 +300,19 @@ def on_push(*, platform: str, repo: str, installation_id: int | None, sender: An
                      force=True)
     log.warning("%s: %s", repo, reason.message)
     return {"decision": decision_id, "outcome": "failure"}
+
+
+def _reevaluate_open_pulls(rt: runtime.Runtime, forge: Forge, platform: str, installation_id: int | None,
+                           branch: str, after: str) -> None:
+    """A new policy on a branch applies to the open PRs into it now, not at their next push: one job each,
+    so workers share them and each retries on its own."""
+    queue = Queue(rt.settings.queue_name, connection=rt.conn)
+    for pull in forge.list_open_pulls(100):
+        if pull.base_ref == branch:
+            queue.enqueue("gatekeeper.jobs.evaluate_pull_request", job_id=f"policy-{after[:12]}-{pull.number}",
+                          kwargs={"platform": platform, "repo": forge.repo, "number": pull.number,
+                                  "installation_id": installation_id, "trigger": "push.policy_changed"},
+                          retry=RETRY, job_timeout=JOB_TIMEOUT)
 
 
 def _last_outcome(rt: runtime.Runtime, repo: str, sha: str) -> str | None:

@@ -22,6 +22,7 @@ class JobRequest:
 
 
 EVALUATE_PR = "gatekeeper.jobs.evaluate_pull_request"
+POLICY_FILE = ".agentgate.yml"  # routing stays import-light: the same name as gatekeeper.policy.POLICY_PATH
 
 Handler = Callable[[str, dict[str, Any]], list[JobRequest]]
 _GITHUB: dict[str, Handler] = {}
@@ -216,7 +217,16 @@ def _push(action: str, payload: dict[str, Any]) -> list[JobRequest]:
                 created=bool(payload.get("created")), pusher=(payload.get("pusher") or {}).get("name"),
                 commits=[{"id": c.get("id"), "message": str(c.get("message") or "")[:4096],
                           "author": (c.get("author") or {}).get("username")}
-                         for c in (payload.get("commits") or [])[:50]])
+                         for c in (payload.get("commits") or [])[:50]],
+                policy_changed=_touches_policy(payload))
+
+
+def _touches_policy(payload: dict[str, Any]) -> bool:
+    """Whether a push changes `.agentgate.yml` (GitHub lists at most 20 commits' files: unknown counts)."""
+    commits = payload.get("commits") or []
+    if len(commits) >= 20:
+        return True
+    return any(POLICY_FILE in (c.get(k) or []) for c in commits for k in ("added", "modified", "removed"))
 
 
 @github_handler("deployment_protection_rule")

@@ -427,3 +427,24 @@ def test_comment_found_again_when_the_store_forgot_it(world):
     gate.work()
     [comment] = state.repo(REPO).comments[7]
     assert "/merge" in comment["body"] and "/deploy" in comment["body"]
+
+
+def test_policy_pushed_to_main_reevaluates_open_prs(world):
+    """A human merging a stricter `.agentgate.yml` into main re-evaluates the open PRs into main at once."""
+    state, gate, pr = world
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    gate.deliver("pull_request", pr_payload(pr, action="synchronize"))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "success"
+    new_head = "e" * 40
+    state.repo(REPO).branches["main"] = new_head
+    state.set_content(REPO, ".agentgate.yml", "version: 1\napprovals:\n  required: 2\n", ref=new_head)
+    payload = copy.deepcopy(github_fixture("push.event.1"))
+    payload.update(ref="refs/heads/main", before=DEFAULT_HEAD, after=new_head, created=False, deleted=False,
+                   forced=False, sender=_human("lead"), pusher={"name": "lead", "email": None})
+    payload["commits"] = [{"id": new_head, "message": "Tighten policy", "added": [], "removed": [],
+                           "modified": [".agentgate.yml"], "author": {"username": "lead"}}]
+    gate.deliver("push", _repo_fields(payload))
+    gate.work()
+    last = status_posts(state, HEAD)[-1]
+    assert last["state"] == "pending" and "Needs 1 more approval" in last["description"]
