@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e import APP_ID, INSTALLATION, REPO, agentgate_bin, pr_payload, running_agentgate
+from tests.e2e import APP_ID, INSTALLATION, REPO, agentgate_bin, pr_payload, review_payload, running_agentgate
 from tests.fakegithub import FakeState, running_fake_github
 from tests.keys import app_key_pair
 
@@ -24,6 +24,8 @@ def main(n: int = 30) -> dict[str, float]:
     private, public = app_key_pair()
     state = FakeState(app_id=APP_ID, public_key_pem=public)
     state.add_installation(INSTALLATION, "acme", [REPO])
+    state.repo(REPO).branches["main"] = "b" * 40  # one base branch head: its policy is read once
+    state.set_permission(REPO, "maintainer", "write")
     with tempfile.TemporaryDirectory() as tmp, running_fake_github(state) as fake, \
             running_agentgate(fake, private, Path(tmp)) as gate:
         worker = subprocess.Popen([agentgate_bin(), "worker"], env=gate.env, stdout=subprocess.DEVNULL,
@@ -45,6 +47,20 @@ def main(n: int = 30) -> dict[str, float]:
                     time.sleep(0.001)  # benchmark polling, not test synchronisation
                 latencies.append((time.perf_counter() - started) * 1000)
                 calls_per_eval.append(len(state.calls) - before)
+            # Re-evaluation of known PRs after an approval (the common case: reviews, labels, pushes).
+            recalls = []
+            for i in range(1, min(n, 11)):
+                head = f"{i + 1:040x}"
+                state.add_review(REPO, 100 + i, "maintainer", "APPROVED")
+                before = len(state.calls)
+                gate.deliver("pull_request_review", review_payload(state.repo(REPO).pulls[100 + i],
+                                                                   state.repo(REPO).reviews[100 + i][-1]))
+                deadline = time.perf_counter() + 30
+                while len(gate.statuses(head)) < 2:
+                    if time.perf_counter() > deadline:
+                        raise SystemExit(f"no second status for PR {100 + i} within 30 s")
+                    time.sleep(0.001)
+                recalls.append(len(state.calls) - before)
         finally:
             worker.terminate()
             worker.wait(timeout=15)
@@ -57,12 +73,14 @@ def main(n: int = 30) -> dict[str, float]:
         "max_ms": max(steady),
         "api_calls_first": calls_per_eval[0],
         "api_calls_steady": statistics.median(calls_per_eval[1:]),
+        "api_calls_reevaluation": statistics.median(recalls),
     }
     print(f"delivery -> posted status over {n} deliveries (serve + worker processes, fake GitHub, real Redis):")
     print(f"  first {result['first_ms']:.0f} ms (includes minting the installation token)")
     print(f"  median {result['median_ms']:.0f} ms, p90 {result['p90_ms']:.0f} ms, max {result['max_ms']:.0f} ms")
-    print(f"  GitHub API calls per evaluation: {result['api_calls_first']} for the first (token mint included), "
-          f"{result['api_calls_steady']:.0f} after (token cached)")
+    print(f"  GitHub API calls per evaluation: {result['api_calls_first']} for the first (token mint and policy "
+          f"read included), {result['api_calls_steady']:.0f} for each new PR after, "
+          f"{result['api_calls_reevaluation']:.0f} to re-evaluate a PR after an approval (permission lookup included)")
     return result
 
 
