@@ -433,3 +433,10 @@ def test_workflow_allow_entry_when_the_model_has_workflows():
     assert judge_workflow_run(policy, actions, actions, "workflow_dispatch", "Deploy", ".github/workflows/deploy.yml",
                               1) == []
     assert judge_workflow_run(policy, actions, actions, "workflow_dispatch", "Nuke", ".github/workflows/nuke.yml", 2)
+
+
+def test_merge_conflict_report_is_not_a_command():
+    """A bot telling someone about merge conflicts (`@alice merge conflicts found`) commands nothing."""
+    assert judge_comment(DEFAULT_POLICY, AGENT, "@alice merge conflicts found in src/app.py", SRC) == []
+    assert judge_comment(DEFAULT_POLICY, AGENT, "@alice merge conflict", SRC) == []
+    assert [f.key for f in judge_comment(DEFAULT_POLICY, AGENT, "@mergify merge", SRC)] == ["merge"]

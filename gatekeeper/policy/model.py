@@ -58,7 +58,8 @@ SENSITIVE_PATHS = (
 # zero-width characters, confusables folded), line by line, case-insensitively.
 COMMAND_PATTERNS = (
     r"^/(?:deploy|merge|ship|release|publish|approve|lgtm|ok-to-test|retest|test|rebase|automerge|land)\b",
-    r"^@[\w-]+(?:\[bot\])?\s+(?:merge|deploy|ship|release|publish|approve|rebase|squash|run|retest)\b",
+    # "@someone merge conflicts found" is a report, not a command.
+    r"^@[\w-]+(?:\[bot\])?\s+(?!merge\s+conflicts?\b)(?:merge|deploy|ship|release|publish|approve|rebase|squash|run|retest)\b",
     r"^bors\s+(?:r\+|r=|merge|try|delegate)",
     r"^@?(?:dependabot|renovate)\s+(?:merge|squash and merge|rebase|recreate)\b",
     r"^/(?:gcbrun|azp run|run-tests?)\b",
