@@ -167,6 +167,20 @@ def on_assigned(*, platform: str, repo: str, installation_id: int | None, sender
     return {"ignored": "not an agent assignment by a human"}
 
 
+def on_task_changed(*, platform: str, repo: str, installation_id: int | None, sender: Any,
+                    default_branch: str | None = None, number: int, action: str,
+                    delivery_id: str = "") -> dict[str, Any]:
+    """An issue that PRs resolve was labelled, unlabelled, closed or reopened: re-evaluate those PRs."""
+    rt = runtime.current()
+    pulls = gather.task_pulls(rt.conn, repo, number)
+    if not pulls:
+        return {"ignored": f"no pull request resolves #{number}"}
+    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
+    for pull in pulls:
+        _reevaluate(rt, forge, pull, f"issues.{action}", sender, delivery_id)
+    return {"pull_requests": pulls}
+
+
 def on_tampering(*, platform: str, repo: str, installation_id: int | None, sender: Any,
                 default_branch: str | None = None, number: int, what: str,
                  author: str, delivery_id: str = "") -> dict[str, Any]:

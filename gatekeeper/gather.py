@@ -106,6 +106,16 @@ def remember_requester(conn: redis.Redis, repo: str, number: int, login: str) ->
     conn.expire(requester_key(repo, number), 180 * 24 * 3600)
 
 
+def remember_task_pull(conn: redis.Redis, repo: str, task: int, pull: int) -> None:
+    """Index PRs by the issues they resolve, so a change to the task re-evaluates them."""
+    conn.sadd(key("task-pulls", repo, task), pull)
+    conn.expire(key("task-pulls", repo, task), 180 * 24 * 3600)
+
+
+def task_pulls(conn: redis.Redis, repo: str, task: int) -> list[int]:
+    return sorted(int(store_text(n)) for n in conn.smembers(key("task-pulls", repo, task)))
+
+
 def requesters(conn: redis.Redis, repo: str, number: int, tasks: list[int], commits: list[Commit]) -> tuple[str, ...]:
     found: set[str] = set()
     for n in [number, *tasks]:

@@ -91,6 +91,8 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
             result = assess(conn, settings, forge, pr)
         except gather.HeadMoved as moved:
             return {"skipped": str(moved)}  # the push's own `synchronize` delivery evaluates the new head
+        for task in gather.task_numbers(pr.body):
+            gather.remember_task_pull(conn, forge.repo, task, number)
         decision_id = save_decision(conn, platform, forge.repo, f"pull request #{number}", pr.head_sha,
                                     result.verdict, result.facts.to_dict(), result.policy,
                                     {"event": trigger, "sender": sender, "delivery": delivery_id})

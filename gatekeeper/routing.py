@@ -156,9 +156,13 @@ def _review_comment(action: str, payload: dict[str, Any]) -> list[JobRequest]:
 @github_handler("issues")
 def _issues(action: str, payload: dict[str, Any]) -> list[JobRequest]:
     # Assigning an issue to an agent is how a human sets it on a task: remember who did.
-    if action != "assigned":
-        return []
-    return _job("on_assigned", payload, number=payload["issue"]["number"], assignee=_actor(payload.get("assignee")))
+    if action == "assigned":
+        return _job("on_assigned", payload, number=payload["issue"]["number"],
+                    assignee=_actor(payload.get("assignee")))
+    # Approving (or un-approving) a task by label changes the verdict of the PRs that resolve it.
+    if action in ("labeled", "unlabeled", "closed", "reopened") and not payload["issue"].get("pull_request"):
+        return _job("on_task_changed", payload, number=payload["issue"]["number"], action=action)
+    return []
 
 
 @github_handler("workflow_run")

@@ -448,3 +448,25 @@ def test_policy_pushed_to_main_reevaluates_open_prs(world):
     gate.work()
     last = status_posts(state, HEAD)[-1]
     assert last["state"] == "pending" and "Needs 1 more approval" in last["description"]
+
+
+def test_task_context_from_an_issue_a_maintainer_approved(world):
+    """With `task.required`, an agent's PR must resolve an issue a human with write access labelled
+    `agent-approved`: until then it waits for that label (a human can give it); then for the usual approval."""
+    state, gate, pr = world
+    state.set_content(REPO, ".agentgate.yml", "version: 1\ntask:\n  required: true\n", ref=DEFAULT_HEAD)
+    state.add_issue(REPO, 3, title="Make widgets faster")
+    pr["body"] = "Speeds up widgets.\n\nFixes #3"
+    gate.deliver("pull_request", pr_payload(pr, action="edited"))
+    gate.work()
+    waiting = status_posts(state, HEAD)[-1]
+    assert waiting["state"] == "pending" and "label #3 agent-approved" in waiting["description"]
+    state.set_labels(REPO, 3, ["agent-approved"])
+    state.add_event(REPO, 3, {"event": "labeled", "label": {"name": "agent-approved"}, "actor": {"login": "lead"}})
+    labeled = copy.deepcopy(github_fixture("issues.labeled.1"))
+    labeled["issue"].update(number=3)
+    labeled.update(label={"name": "agent-approved"}, sender=_human("lead"))
+    gate.deliver("issues", _repo_fields(labeled))  # labelling the task re-evaluates the PR resolving it
+    gate.work()
+    last = status_posts(state, HEAD)[-1]
+    assert last["state"] == "pending" and last["description"].startswith("Needs 1 more approval")
