@@ -160,6 +160,7 @@ def on_assigned(*, platform: str, repo: str, installation_id: int | None, sender
                 default_branch: str | None = None, number: int,
                 assignee: Any, delivery_id: str = "") -> dict[str, Any]:
     rt = runtime.current()
+    gather.forget_issue_events(rt.conn, repo, number)
     person, agent = _who(sender), _who(assignee)
     if agent.kind.is_automated and not person.kind.is_automated:
         gather.remember_requester(rt.conn, repo, number, person.login)
@@ -172,6 +173,7 @@ def on_task_changed(*, platform: str, repo: str, installation_id: int | None, se
                     delivery_id: str = "") -> dict[str, Any]:
     """An issue that PRs resolve was labelled, unlabelled, closed or reopened: re-evaluate those PRs."""
     rt = runtime.current()
+    gather.forget_issue_events(rt.conn, repo, number)
     pulls = gather.task_pulls(rt.conn, repo, number)
     if not pulls:
         return {"ignored": f"no pull request resolves #{number}"}

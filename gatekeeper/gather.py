@@ -116,10 +116,36 @@ def task_pulls(conn: redis.Redis, repo: str, task: int) -> list[int]:
     return sorted(int(store_text(n)) for n in conn.smembers(key("task-pulls", repo, task)))
 
 
-def requesters(conn: redis.Redis, repo: str, number: int, tasks: list[int], commits: list[Commit]) -> tuple[str, ...]:
+ISSUE_EVENTS_CACHE_SECONDS = 60
+
+
+def issue_events(conn: redis.Redis, forge: Forge, number: int) -> list[dict[str, Any]]:
+    """An issue's events, shared briefly by the evaluations of the PRs that resolve it."""
+    text = _cached_file(conn, key("issue-events", forge.repo, number), ISSUE_EVENTS_CACHE_SECONDS,
+                        lambda: json.dumps(forge.issue_events(number)))
+    return list(json.loads(text or "[]"))
+
+
+def forget_issue_events(conn: redis.Redis, repo: str, number: int) -> None:
+    """A delivery said the issue changed: its cached history is stale."""
+    conn.delete(key("issue-events", repo, number))
+
+
+def requesters(conn: redis.Redis, forge: Forge, number: int, tasks: list[int], commits: list[Commit],
+               agents: tuple[str, ...]) -> tuple[str, ...]:
+    """Who set the agent on this work: recorded from deliveries (assignments, @-mentions), read again
+    from the resolved issues' assignment history (so a lost delivery does not lose them), and the
+    humans credited as co-authors of an agent's commits."""
     found: set[str] = set()
     for n in [number, *tasks]:
-        found |= {store_text(m) for m in conn.smembers(requester_key(repo, n))}
+        found |= {store_text(m) for m in conn.smembers(requester_key(forge.repo, n))}
+    for n in tasks[:3]:
+        for event in issue_events(conn, forge, n):
+            assignee, assigner = event.get("assignee") or {}, event.get("assigner") or event.get("actor") or {}
+            if event.get("event") == "assigned" and assigner.get("login") and \
+                    classify_github_user(assignee, agents=agents).kind.is_automated and \
+                    not classify_github_user(assigner, agents=agents).kind.is_automated:
+                found.add(str(assigner["login"]))
     for commit in commits:
         # A human credited as co-author of an agent's commit steered that commit.
         if commit.author and commit.author.kind.is_automated:
@@ -137,8 +163,9 @@ def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], agents: tuple
         labels = tuple(label["name"] for label in issue.get("labels") or [])
         applied = []
         latest: dict[str, dict[str, Any]] = {}
-        for label, by in forge.label_events(n):
-            latest[label] = by
+        for event in issue_events(conn, forge, n):
+            if event.get("event") == "labeled":
+                latest[(event.get("label") or {}).get("name", "")] = event.get("actor") or {}
         for label in labels:
             applier = latest.get(label)
             if applier:
@@ -219,7 +246,8 @@ def pull_request_facts(
         reviews=tuple(reviews),
         commits=tuple(commit_facts),
         commits_complete=len(commits) < COMMITS_CAP,
-        requesters=requesters(conn, forge.repo, pr.number, numbers, commit_facts),
+        requesters=requesters(conn, forge, pr.number, numbers if isinstance(policy, Policy) and
+                              policy.exclude_requesters else [], commit_facts, agents),
         tasks=tasks_for(conn, forge, numbers, agents, bots) if want_tasks else (),
         tasks_checked=want_tasks,
     )

@@ -470,3 +470,18 @@ def test_task_context_from_an_issue_a_maintainer_approved(world):
     gate.work()
     last = status_posts(state, HEAD)[-1]
     assert last["state"] == "pending" and last["description"].startswith("Needs 1 more approval")
+
+
+def test_requester_found_in_the_issue_history_without_the_delivery(world):
+    """Even if the assignment delivery was never received, the resolved issue's history names the human
+    who assigned it to the agent, and that human's approval does not count."""
+    state, gate, pr = world
+    state.add_issue(REPO, 3, title="Make widgets faster")
+    state.add_event(REPO, 3, {"event": "assigned", "assignee": _bot(AGENT), "assigner": _human("lead"),
+                              "actor": _human("lead")})
+    pr["body"] = "Fixes #3"
+    state.add_review(REPO, 7, "lead", "APPROVED")
+    gate.deliver("pull_request", pr_payload(pr, action="edited"))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "pending"
+    assert ("GET", f"/repos/{REPO}/issues/3/events") in calls(state)

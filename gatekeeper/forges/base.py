@@ -124,6 +124,6 @@ class Forge(Protocol):
         """The most recently updated open pull requests, at most `limit` (one page)."""
         ...
 
-    def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
-        """(label, actor) for every `labeled` event on an issue or PR, oldest first."""
+    def issue_events(self, number: int) -> list[dict[str, Any]]:
+        """The events of an issue or PR (labeled, assigned, ...), oldest first, as the platform gives them."""
         ...

@@ -207,11 +207,14 @@ class GitHubForge:
                 return None
             raise
 
-    def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
-        with self._calls():
-            events = [_listed(e) for e in self._repo.get_issue(number).get_events()]
-        return [((e.get("label") or {}).get("name", ""), e.get("actor") or {}) for e in events
-                if e.get("event") == "labeled"]
+    def issue_events(self, number: int) -> list[dict[str, Any]]:
+        try:
+            with self._calls():
+                return [_listed(e) for e in self._repo.get_issue(number).get_events()]
+        except ForgeError as exc:
+            if exc.status == 404:
+                return []  # "Fixes #999" may name no issue at all
+            raise
 
 
 def _pull_info(raw: dict[str, Any]) -> PullRequestInfo:

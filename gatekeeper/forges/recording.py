@@ -117,8 +117,8 @@ class RecordingForge:
     def get_issue(self, number: int) -> dict[str, Any] | None:
         return self._sample(number).get("issue")
 
-    def label_events(self, number: int) -> list[tuple[str, dict[str, Any]]]:
-        return [(e["label"], e["actor"]) for e in self._sample(number).get("label_events") or []]
+    def issue_events(self, number: int) -> list[dict[str, Any]]:
+        return list(self._sample(number).get("issue_events") or [])
 
     def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
         numbers = []
