@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
+from typing import Any
 
 import redis
-from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, abort, current_app, g, jsonify, render_template, request
+from markupsafe import Markup, escape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gatekeeper import decisions
@@ -15,9 +19,39 @@ from gatekeeper.metrics import StoreCollector
 blueprint = Blueprint("pages", __name__)
 _DECISION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
+FILES_SHOWN = 20
+_SEVERITY = {"success": 0, "pending": 1, "failure": 2, "error": 3}
+_OUTCOME_WORDS = {"success": "Passes", "pending": "Waiting", "failure": "Blocked", "error": "Not evaluated"}
+
 
 def _ctx():  # type: ignore[no-untyped-def]
     return current_app.extensions["agentgate"]
+
+
+def _csp_nonce() -> str:
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return str(g.csp_nonce)
+
+
+@blueprint.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csp_nonce": _csp_nonce}
+
+
+@blueprint.after_request
+def _security_headers(resp: Response) -> Response:
+    """HTML pages run no script at all; the one inline stylesheet is allowed by a per-response nonce."""
+    if resp.mimetype == "text/html":
+        style = f"'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'none'"
+        resp.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; style-src {style}; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'; frame-ancestors 'none'")
+        resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # A decision URL is the only key to its page: never hand it to the sites the page links to.
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    return resp
 
 
 @blueprint.get("/healthz")
@@ -54,8 +88,15 @@ def decision_page(decision_id: str):  # type: ignore[no-untyped-def]
     if record is None:
         abort(404, "no such decision (decisions are kept for 90 days)")
     if request.args.get("format") == "json" or request.accept_mimetypes.best == "application/json":
-        return jsonify(record.__dict__)
-    return render_template("decision.html", d=record, context=_ctx().settings.status_context)
+        resp = jsonify(record.__dict__)
+    else:
+        settings = _ctx().settings
+        resp = Response(render_template("decision.html", d=record, v=decision_view(record, settings.github_api_url),
+                                        context=settings.status_context))
+    # The page describes a possibly private repository: no shared caches, no copies kept.
+    resp.headers["Cache-Control"] = "private, no-store"
+    resp.headers["X-Robots-Tag"] = "noindex, nofollow"
+    return resp
 
 
 @blueprint.get("/")
@@ -64,4 +105,291 @@ def index():  # type: ignore[no-untyped-def]
     dev = ctx.settings.dry_run or not ctx.settings.has_github_credentials
     recent = decisions.recent(ctx.conn) if dev else []
     actions = recorded_actions(ctx.conn) if dev else []
-    return render_template("index.html", dev=dev, recent=recent, actions=actions, settings=ctx.settings)
+    resp = Response(render_template("index.html", dev=dev, recent=recent, actions=actions, settings=ctx.settings))
+    if dev:
+        resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+# -- the details page, in human form ---------------------------------------------------------------
+
+
+def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") -> dict[str, Any]:
+    """What the template shows, worked out from a stored record (old records may lack any field)."""
+    verdict = record.verdict if isinstance(record.verdict, dict) else {}
+    outcome = str(verdict.get("outcome") or "error")
+    reasons = [_reason(r) for r in verdict.get("reasons") or [] if isinstance(r, dict)]
+    blocking = sorted((r for r in reasons if r["outcome"] != "success"),
+                      key=lambda r: -_SEVERITY.get(r["outcome"], 3))
+    informational = [r for r in reasons if r["outcome"] == "success"]
+    unblock: list[str] = []
+    for r in blocking:
+        step = r["unblock"] or r["message"]
+        if step and step not in unblock:
+            unblock.append(step)
+    facts = record.facts if isinstance(record.facts, dict) else {}
+    web = _web_base(record.platform, github_api_url)
+    pr = pull_request_view(facts, reasons, web)
+    return {
+        "outcome": outcome,
+        "outcome_word": _OUTCOME_WORDS.get(outcome, outcome),
+        "description": str(verdict.get("description") or ""),
+        "blocking": blocking,
+        "informational": informational,
+        "unblock": unblock,
+        # Approvals that did not count explain nothing about a pass; they stay in "Every reason".
+        "passes": [r["message"] for r in informational if r["code"] != "approval-not-counted"][:6],
+        "pr": pr,
+        "generic": None if pr is not None else generic_facts(facts),
+        "repo_url": f"{web}/{record.repo}" if web and _REPO.match(record.repo or "") else None,
+        "sha_url": (f"{web}/{record.repo}/commit/{record.sha}"
+                    if web and _REPO.match(record.repo or "") and _SHA.match(record.sha or "") else None),
+        "preview": render_markdown(str(record.extra.get("policy_preview_markdown") or ""),
+                                   drop_heading="Policy change preview")
+        if isinstance(record.extra, dict) and record.extra.get("policy_preview_markdown") else None,
+        "raw_facts": json.dumps(facts, indent=2, sort_keys=True, default=str),
+    }
+
+
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
+
+
+def _web_base(platform: str, api_url: str) -> str | None:
+    """The web address of the platform, for links: github.com, or a GitHub Enterprise Server host."""
+    if platform != "github":
+        return None
+    api = (api_url or "https://api.github.com").rstrip("/")
+    if api == "https://api.github.com":
+        return "https://github.com"
+    if api.startswith("https://") and api.endswith("/api/v3"):
+        return api[: -len("/api/v3")]
+    return None
+
+
+def _reason(raw: dict[str, Any]) -> dict[str, str]:
+    return {"code": str(raw.get("code") or ""), "outcome": str(raw.get("outcome") or "error"),
+            "message": str(raw.get("message") or ""), "unblock": str(raw.get("unblock") or "")}
+
+
+def _short(sha: Any) -> str:
+    return str(sha or "")[:7]
+
+
+def _mentions(text: str, path: str) -> bool:
+    """Whether a reason's message names this path (as a whole path, not part of a longer one)."""
+    return bool(path) and re.search(r"(?<![\w./-])" + re.escape(path) + r"(?![\w./-])", text) is not None
+
+
+_APPROVED_BY = re.compile(r"pproved by (.+?) \(\d+/\d+ required\)")
+_QUALIFYING = re.compile(r"\b\d+/\d+ qualifying approvals? of ")
+
+
+def pull_request_view(facts: dict[str, Any], reasons: list[dict[str, str]], web: str | None) -> dict[str, Any] | None:
+    """A pull request's facts (`asdict(PullRequestFacts)`) as a reviewer reads them; None for other subjects."""
+    if not isinstance(facts.get("author"), dict) or "head_sha" not in facts or "base_ref" not in facts:
+        return None
+    messages = [r["message"] for r in reasons]
+    author = facts["author"]
+    head_sha = str(facts.get("head_sha") or "")
+
+    files: list[dict[str, Any]] = []
+    for f in facts.get("changed_files") or []:
+        if not isinstance(f, dict):
+            continue
+        paths = [p for p in (f.get("path"), f.get("previous_path")) if p]
+        flagged = [m for m in messages if any(_mentions(m, str(p)) for p in paths)]
+        files.append({"path": str(f.get("path") or ""), "previous_path": f.get("previous_path"),
+                      "status": str(f.get("status") or ""), "additions": int(f.get("additions") or 0),
+                      "deletions": int(f.get("deletions") or 0), "flagged": bool(flagged),
+                      "why": "; ".join(flagged)})
+    # Whatever a reason names comes first, so a sensitive path is never hidden below the cut.
+    shown = sorted(files, key=lambda f: not f["flagged"])[:FILES_SHOWN]
+
+    counted: set[str] = set()
+    for m in messages:
+        for match in _APPROVED_BY.finditer(m):
+            counted.update(login.strip().lower() for login in match.group(1).split(","))
+    not_counted: dict[str, str] = {}
+    for r in reasons:
+        if r["code"] == "approval-not-counted" and r["message"].startswith("Approval not counted: "):
+            why = r["message"][len("Approval not counted: "):]
+            not_counted.setdefault(why.split(" ", 1)[0].lower(), why)
+    # The decision reads each standing approval whenever approvals are required: one it does not count
+    # gets an `approval-not-counted` reason, so any other one counted.
+    approvals_read = any(r["code"] == "approval-not-counted" or _APPROVED_BY.search(r["message"])
+                         or _QUALIFYING.search(r["message"]) for r in reasons)
+    raw_reviews = [rev for rev in facts.get("reviews") or []
+                   if isinstance(rev, dict) and isinstance(rev.get("reviewer"), dict)]
+    standing: dict[str, int] = {}  # each reviewer's last decisive review, as the decision reads them
+    for i, rev in enumerate(raw_reviews):
+        if rev.get("state") in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+            standing[str(rev["reviewer"].get("login") or "").lower()] = i
+    reviews = []
+    for i, rev in enumerate(raw_reviews):
+        who = rev["reviewer"]
+        login = str(who.get("login") or "")
+        state = str(rev.get("state") or "")
+        counts: bool | None = None
+        note = ""
+        if state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED") and standing.get(login.lower()) != i:
+            note = "superseded by a later review"
+        elif state == "APPROVED" and login.lower() in not_counted:
+            counts, note = False, not_counted[login.lower()]
+        elif state == "APPROVED" and (login.lower() in counted or approvals_read):
+            counts, note = True, "a qualifying approval"
+        elif state == "CHANGES_REQUESTED" and f"{login} requested changes" in messages:
+            note = "holds the pull request until they approve"
+        reviews.append({"login": login, "kind": str(who.get("kind") or ""), "state": state,
+                        "state_words": state.replace("_", " ").lower(), "sha": str(rev.get("commit_sha") or ""),
+                        "on_head": bool(head_sha) and rev.get("commit_sha") == head_sha,
+                        "permission": str(rev.get("permission") or ""), "submitted_at": rev.get("submitted_at") or "",
+                        "counts": counts, "note": note})
+
+    repo = str(facts.get("repo") or "")
+    head_repo = facts.get("head_repo")
+    fork = bool(head_repo) and str(head_repo).lower() != repo.lower()
+    commits = [c for c in facts.get("commits") or [] if isinstance(c, dict)]
+    linkable = bool(web) and _REPO.match(repo) is not None
+    number = facts.get("number")
+    return {
+        "author": {"login": str(author.get("login") or ""), "kind": str(author.get("kind") or ""),
+                   "why": str(author.get("why") or ""), "via_app": author.get("via_app")},
+        "title": str(facts.get("title") or ""),
+        "number": number,
+        "url": f"{web}/{repo}/pull/{int(number)}" if linkable and isinstance(number, int) else None,
+        "state": "draft" if facts.get("draft") else str(facts.get("state") or ""),
+        "base_ref": str(facts.get("base_ref") or ""), "head_ref": str(facts.get("head_ref") or ""),
+        "head_label": f"{head_repo}:{facts.get('head_ref')}" if fork else str(facts.get("head_ref") or ""),
+        "fork": fork, "default_branch": str(facts.get("default_branch") or ""),
+        "head_sha": head_sha, "base_sha": str(facts.get("base_sha") or ""),
+        "files": shown, "files_total": len(files), "files_more": len(files) - len(shown),
+        "files_complete": facts.get("changed_files_complete", True) is not False,
+        "files_flagged": sum(1 for f in files if f["flagged"]),
+        "additions": sum(f["additions"] for f in files), "deletions": sum(f["deletions"] for f in files),
+        "reviews": reviews,
+        "requesters": [str(x) for x in facts.get("requesters") or []],
+        "labels": [str(x) for x in facts.get("labels") or []],
+        "commits": len(commits), "commits_complete": facts.get("commits_complete", True) is not False,
+        "commit_authors": sorted({str(a.get("login")) for c in commits for a in (c.get("author"), c.get("committer"))
+                                  if isinstance(a, dict) and a.get("login")}),
+        "tasks": [t for t in facts.get("tasks") or [] if isinstance(t, dict)],
+        "tasks_checked": bool(facts.get("tasks_checked")),
+    }
+
+
+def generic_facts(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Any other subject's small free-form facts, as rows of a key/value table."""
+    rows = []
+    for k, value in facts.items():
+        label = str(k).replace("_", " ")
+        if value is None or value == "" or value == [] or value == {}:
+            rows.append({"key": label, "text": "—", "code": False})
+        elif isinstance(value, bool):
+            rows.append({"key": label, "text": "yes" if value else "no", "code": False})
+        elif isinstance(value, str | int | float):
+            rows.append({"key": label, "text": str(value), "code": False})
+        elif isinstance(value, list) and all(isinstance(x, str | int | float) for x in value):
+            rows.append({"key": label, "text": ", ".join(str(x) for x in value), "code": False})
+        else:
+            rows.append({"key": label, "text": json.dumps(value, sort_keys=True, default=str), "code": True})
+    return rows
+
+
+# -- the small Markdown subset of the policy preview -------------------------------------------------
+# Everything is escaped first: the preview quotes pull request titles, which agents write.
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
+_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_BADGE_CELLS = {"✅ success": "success", "⏳ pending": "pending", "⛔ failure": "failure", "❗ error": "error"}
+
+
+def render_markdown(text: str, drop_heading: str = "") -> Markup:
+    """Headings, paragraphs, bullet lists, pipe tables, `code`, **bold** and table `<br>`; nothing else.
+    A first heading equal to `drop_heading` is left out (the page already shows it)."""
+    out: list[str] = []
+    lines = text.splitlines()
+    first = next((n for n, line in enumerate(lines) if line.strip()), None)
+    if drop_heading and first is not None and (m := _HEADING.match(lines[first])) and m.group(2) == drop_heading:
+        lines = lines[first + 1:]
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            out.append(f"<p>{_inline(' '.join(s.strip() for s in para))}</p>")
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            flush()
+            i += 1
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            flush()
+            level = min(6, max(3, len(heading.group(1))))  # the page's own h1/h2 stay on top
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+            i += 1
+            continue
+        if _BULLET.match(line):
+            flush()
+            items = []
+            while i < len(lines) and (m := _BULLET.match(lines[i])):
+                items.append(f"<li>{_inline(m.group(1))}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        if "|" in line and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]):
+            flush()
+            head = _cells(line)
+            i += 2
+            body = []
+            while i < len(lines) and "|" in lines[i] and lines[i].strip():
+                body.append(_cells(lines[i]))
+                i += 1
+            html = ['<div class="scroll"><table class="stack"><thead><tr>']
+            html += [f'<th scope="col">{_inline(c)}</th>' for c in head]
+            html.append("</tr></thead><tbody>")
+            for row in body:
+                row = (row + [""] * len(head))[: max(len(head), 1)]
+                html.append("<tr>" + "".join(f'<td data-label="{escape(h)}">{_cell(c)}</td>'
+                                             for h, c in zip(head, row, strict=False)) + "</tr>")
+            html.append("</tbody></table></div>")
+            out.append("".join(html))
+            continue
+        para.append(line)
+        i += 1
+    flush()
+    return Markup("\n".join(out))  # noqa: S704 - every piece of text went through escape() in _inline
+
+
+def _cells(line: str) -> list[str]:
+    s = line.strip()
+    if s.startswith("|"):
+        s = s[1:]
+    if s.endswith("|") and not s.endswith("\\|"):
+        s = s[:-1]
+    return [c.strip().replace("\\|", "|") for c in _CELL_SPLIT.split(s)]
+
+
+def _cell(text: str) -> str:
+    if text in _BADGE_CELLS:
+        return f'<span class="badge {_BADGE_CELLS[text]}">{escape(text.split(" ", 1)[1])}</span>'
+    return _inline(text)
+
+
+def _inline(text: str) -> str:
+    parts = re.split(r"(`[^`]+`)", text)
+    html = []
+    for part in parts:
+        if len(part) > 1 and part.startswith("`") and part.endswith("`"):
+            html.append(f"<code>{escape(part[1:-1])}</code>")
+        else:
+            safe = str(escape(part))
+            safe = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", safe)
+            html.append(safe.replace("&lt;br&gt;", "<br>"))
+    return "".join(html)

@@ -1,0 +1,225 @@
+"""The decision details page behind the `agentgate` status link, and the dev index page."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from gatekeeper import decisions
+from gatekeeper.decision import evaluate_pull_request
+from gatekeeper.decisions import DecisionRecord
+from gatekeeper.facts import ChangedFile, PullRequestFacts, Review
+from gatekeeper.identity import classify
+from gatekeeper.policy import DEFAULT_POLICY
+from gatekeeper.policy.preview import Flip, PolicyPreview, render_markdown
+from gatekeeper.verdict import Outcome, Reason, Verdict
+from gatekeeper.web import create_app
+from gatekeeper.web.pages import render_markdown as page_markdown
+
+HEAD, OLD = "eab0c84" + "1" * 33, "1f2e3d4" + "2" * 33
+AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def client(settings, redis_conn):
+    return create_app(settings, redis_conn).test_client()
+
+
+def pr_facts(**kw) -> PullRequestFacts:
+    base = dict(repo="acme/api", number=12, author=AGENT, head_sha=HEAD, head_ref="copilot/fix", base_ref="main",
+                base_sha=OLD, title="Fix the retry loop", labels=("ai",),
+                changed_files=(ChangedFile("src/app.py", "modified", 3, 1), ChangedFile(".github/workflows/ci.yml")),
+                requesters=("bob",))
+    base.update(kw)
+    return PullRequestFacts(**base)  # type: ignore[arg-type]
+
+
+def save_pr(redis_conn, facts: PullRequestFacts, **extra) -> str:
+    verdict = evaluate_pull_request(DEFAULT_POLICY, facts)
+    return decisions.save(redis_conn, DecisionRecord(
+        "github", facts.repo, f"pull request #{facts.number}", facts.head_sha, verdict.to_dict(), facts.to_dict(),
+        ".agentgate.yml", {"event": "pull_request.opened", "sender": facts.author.login}, "2024-05-01T12:00:00+00:00",
+        extra=extra))
+
+
+def save_other(redis_conn, verdict: Verdict, facts: dict, subject: str = "merge group gh-readonly-queue/main/pr-12"):
+    record = DecisionRecord("github", "acme/api", subject, HEAD, verdict.to_dict(), facts, "-")
+    return decisions.save(redis_conn, record)
+
+
+def section(html: str, heading: str) -> str:
+    """The HTML from a heading to the next heading of the same or a higher level."""
+    start = html.index(f">{heading}<")
+    nxt = re.search(r"<h[12][ >]", html[start:])
+    return html[start: start + nxt.start()] if nxt else html[start:]
+
+
+def test_pending_pull_request_shows_what_would_unblock_it_first(client, redis_conn):
+    """A pending verdict leads with repository, subject, outcome, description and the unblock steps."""
+    html = client.get(f"/decisions/{save_pr(redis_conn, pr_facts())}").get_data(as_text=True)
+    top = html[: html.index("Every reason")]
+    assert "acme/api" in top and "pull request #12" in top
+    assert '<span class="badge pending">pending</span>' in top
+    unblock = section(html, "What would unblock it")
+    assert "Needs 2 more approvals of eab0c84 from a human with write access" in unblock
+    assert "Why it passes" not in html
+
+
+def test_failure_unblock_falls_back_to_the_message_and_blocking_comes_first(client, redis_conn):
+    """Each blocking reason's `unblock` is listed, its message when it has none; blocking precede the rest."""
+    verdict = Verdict.of([
+        Reason("queued-ok", Outcome.SUCCESS, "Queued pull request #14 passes"),
+        Reason("queued-pr-blocked", Outcome.PENDING, "Queued pull request #12 is pending", "Approve #12's head"),
+        Reason("forged", Outcome.FAILURE, "Someone else posted the agentgate status"),
+    ])
+    html = client.get(f"/decisions/{save_other(redis_conn, verdict, {'pull_requests': [12, 14]})}").get_data(
+        as_text=True)
+    unblock = section(html, "What would unblock it")
+    assert "Someone else posted the agentgate status" in unblock and "Approve #12&#39;s head" in unblock
+    assert unblock.index("Someone else") < unblock.index("Approve #12")  # most severe first
+    reasons = section(html, "Every reason")
+    assert reasons.index("Blocking (2)") < reasons.index("Informational (1)")
+    for code in ("queued-ok", "queued-pr-blocked", "forged"):
+        assert f"<code>{code}</code>" in reasons
+
+
+def test_success_says_why_it_passes(client, redis_conn):
+    """A passing verdict shows a short "Why it passes" and no unblock list."""
+    facts = pr_facts(reviews=(Review(classify("alice", account_type="User"), "APPROVED", HEAD, "write"),
+                              Review(classify("carol", account_type="User"), "APPROVED", HEAD, "write")))
+    html = client.get(f"/decisions/{save_pr(redis_conn, facts)}").get_data(as_text=True)
+    assert '<span class="badge success">success</span>' in html
+    assert "Approved by alice, carol (2/2 required)" in section(html, "Why it passes")
+    assert "What would unblock it" not in html
+
+
+def test_pull_request_facts_in_human_form(client, redis_conn):
+    """Author and kind, refs, short head SHA with the full one in title, files with sensitive ones flagged,
+    reviews with their commit and whether they count, requesters and labels come before the raw JSON."""
+    facts = pr_facts(reviews=(
+        Review(classify("renovate[bot]", account_type="Bot"), "APPROVED", HEAD, "admin"),
+        Review(classify("mia", account_type="User"), "APPROVED", OLD, "write"),
+        Review(classify("alice", account_type="User"), "APPROVED", HEAD, "write")))
+    html = client.get(f"/decisions/{save_pr(redis_conn, facts)}").get_data(as_text=True)
+    human = html[html.index(">Facts used<"): html.index("Raw facts (JSON)")]
+    assert "copilot-swe-agent[bot]" in human and '<span class="pill agent">agent</span>' in human
+    assert "<code>main</code> ← <code>copilot/fix</code>" in human
+    assert f'<code title="{HEAD}">eab0c84</code>' in human
+    files = {m[1]: m[0] for m in re.findall(r'<li( class="flag")?>.*?<span class="mono">([^<]+)</span>', human, re.S)}
+    assert files == {".github/workflows/ci.yml": ' class="flag"', "src/app.py": ""}
+    assert '<span class="flagtag" title="Changes sensitive paths: .github/workflows/ci.yml">sensitive' in human
+    rows = {login: human[human.index(f"<td>{login} "):].split("</tr>")[0]
+            for login in ("renovate[bot]", "mia", "alice")}
+    assert '<span class="no">no</span>' in rows["renovate[bot]"] and "only humans" in rows["renovate[bot]"]
+    assert '<span class="no">no</span>' in rows["mia"] and "older commit" in rows["mia"]
+    assert '<span class="yes">yes</span>' in rows["alice"] and "current head" in rows["alice"]
+    assert re.search(r'<th scope="row">Requested by</th><td>bob<', human)
+    assert '<span class="pill">ai</span>' in human
+    assert "<details>" in html and '"head_sha": "' + HEAD in html.replace("&#34;", '"')
+
+
+def test_only_the_first_twenty_files_are_listed_reason_named_first(client, redis_conn):
+    """At most 20 paths are listed; a path a reason names is listed even when it came last."""
+    files = tuple(ChangedFile(f"src/m{i}.py") for i in range(30)) + (ChangedFile("CODEOWNERS"),)
+    html = client.get(f"/decisions/{save_pr(redis_conn, pr_facts(changed_files=files))}").get_data(as_text=True)
+    listed = re.findall(r'<span class="mono">([^<]+)</span>', html)
+    assert len(listed) == 20 and listed[0] == "CODEOWNERS"
+    assert "and 11 more" in html
+
+
+def test_other_subjects_render_their_facts_as_a_table(client, redis_conn):
+    """Facts of a merge group, deployment, push or status are a small dict shown as a key/value table."""
+    verdict = Verdict.of([Reason("bot-deploy", Outcome.FAILURE, "A bot started the deployment", "Re-run it")])
+    facts = {"environment": "production", "requester": "deploy-bot[bot]", "forced": False, "pull_requests": [3, 4]}
+    html = client.get(f"/decisions/{save_other(redis_conn, verdict, facts, 'deployment to production')}").get_data(
+        as_text=True)
+    assert '<th scope="row">environment</th><td>production</td>' in html
+    assert '<th scope="row">pull requests</th><td>3, 4</td>' in html
+    assert '<th scope="row">forced</th><td>no</td>' in html
+
+
+def test_hostile_strings_are_escaped(client, redis_conn):
+    """A title, label, path or reason written by an agent is shown as text, never as markup."""
+    facts = pr_facts(title=HOSTILE, labels=(HOSTILE,), changed_files=(ChangedFile(HOSTILE),), requesters=(HOSTILE,))
+    decision_id = save_pr(redis_conn, facts)
+    verdict = Verdict.of([Reason(HOSTILE, Outcome.FAILURE, HOSTILE, HOSTILE)])
+    other_id = save_other(redis_conn, verdict, {HOSTILE: HOSTILE}, subject=HOSTILE)
+    for page in (f"/decisions/{decision_id}", f"/decisions/{other_id}", "/"):
+        html = client.get(page).get_data(as_text=True)
+        assert "<script>" not in html and "<img" not in html
+    assert "&lt;script&gt;" in client.get(f"/decisions/{decision_id}").get_data(as_text=True)
+
+
+def test_policy_preview_is_rendered_as_html_with_titles_escaped(client, redis_conn):
+    """The policy change preview is rendered (table, list, bold, code) and a `<script>` in a PR title is escaped."""
+    markdown = render_markdown(PolicyPreview(
+        flips=(Flip("acme/api", 9, "Agent <script>alert(1)</script> | `x`", Outcome.PENDING, Outcome.SUCCESS,
+                    ("rule allow-docs lifts the approval requirement", "no approval")),),
+        unchanged=3, widening=("rule allow-docs lifts the approval requirement",)))
+    html = client.get(f"/decisions/{save_pr(redis_conn, pr_facts(), policy_preview_markdown=markdown)}").get_data(
+        as_text=True)
+    preview = section(html, "Policy change preview")
+    assert "<strong>This change lets bots and agents do more:</strong>" in preview
+    assert "<ul><li>rule allow-docs lifts the approval requirement</li></ul>" in preview
+    assert '<th scope="col">with this policy</th>' in preview
+    assert '<td data-label="PR">#9 Agent &lt;script&gt;alert(1)&lt;/script&gt; | <code>x</code></td>' in preview
+    assert "rule allow-docs lifts the approval requirement<br>no approval" in preview
+    assert '<span class="badge success">success</span>' in preview
+    assert "<script>" not in html and "```" not in preview and "|---" not in preview
+
+
+def test_markdown_subset_escapes_everything_it_does_not_render():
+    """Only headings, lists, tables, `code`, **bold** and table <br> become markup; any other HTML is text."""
+    out = str(page_markdown("# T <b>\n\n- **a** `<i>` <a href=javascript:x>\n\ntext & <br> more"))
+    assert out == ("<h3>T &lt;b&gt;</h3>\n<ul><li><strong>a</strong> <code>&lt;i&gt;</code> "
+                   "&lt;a href=javascript:x&gt;</li></ul>\n<p>text &amp; <br> more</p>")
+
+
+def test_decision_pages_are_private_and_strictly_sandboxed(client, redis_conn):
+    """Decision pages are never cached or indexed; HTML pages allow no script and no foreign resources."""
+    resp = client.get(f"/decisions/{save_pr(redis_conn, pr_facts())}")
+    assert resp.headers["Cache-Control"] == "private, no-store"
+    assert '<meta name="robots" content="noindex, nofollow">' in resp.get_data(as_text=True)
+    csp = resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+    nonce = re.search(r"style-src 'nonce-([^']+)'", csp).group(1)
+    assert f'<style nonce="{nonce}">' in resp.get_data(as_text=True)
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+    assert "Content-Security-Policy" in client.get("/").headers
+
+
+def test_json_format_returns_the_record(client, redis_conn):
+    """`?format=json` (or Accept: application/json) returns the stored record, also uncacheable."""
+    decision_id = save_pr(redis_conn, pr_facts())
+    for resp in (client.get(f"/decisions/{decision_id}?format=json"),
+                 client.get(f"/decisions/{decision_id}", headers={"Accept": "application/json"})):
+        assert resp.status_code == 200 and resp.mimetype == "application/json"
+        assert resp.json["id"] == decision_id and resp.json["verdict"]["outcome"] == "pending"
+        assert resp.json["facts"]["head_sha"] == HEAD
+        assert resp.headers["Cache-Control"] == "private, no-store"
+
+
+def test_unknown_or_malformed_ids_are_404(client, redis_conn):
+    """An id that was never saved, or could not be one, is a 404."""
+    assert client.get("/decisions/AAAAAAAAAAAAAAAAAAAAAAAA").status_code == 404
+    assert client.get("/decisions/short").status_code == 404
+    assert client.get("/decisions/..%2F..%2Fetc").status_code == 404
+
+
+def test_old_records_missing_fields_still_render(client, redis_conn):
+    """A record with sparse facts (an older format) renders rather than failing."""
+    facts = {"author": {"login": "someone"}, "head_sha": HEAD, "base_ref": "main"}
+    decision_id = decisions.save(redis_conn, DecisionRecord("github", "acme/api", "pull request #1", HEAD,
+                                                            {"outcome": "error"}, facts, "-"))
+    resp = client.get(f"/decisions/{decision_id}")
+    assert resp.status_code == 200 and "someone" in resp.get_data(as_text=True)
+
+
+def test_dev_index_lists_recent_decisions(client, redis_conn):
+    """Without GitHub credentials the index page links recent decisions with their outcome."""
+    decision_id = save_pr(redis_conn, replace(pr_facts(), number=5))
+    html = client.get("/").get_data(as_text=True)
+    assert f'href="/decisions/{decision_id}"' in html and "acme/api pull request #5" in html
