@@ -300,7 +300,9 @@ class _Evaluation:
         head = facts.head_sha[:7]
         prefix = f"{req.label}: " if req.label else ""
         if len(mine) >= req.needed:
-            by = f"pproved by {', '.join(mine)} ({len(mine)}/{req.needed} required)"
+            count = (f"{len(mine)}/{req.needed} required" if len(mine) == req.needed
+                     else f"{len(mine)} approvals, {req.needed} required")
+            by = f"pproved by {', '.join(mine)} ({count})"
             self.add("approved" if req.code == "needs-approval" else req.code, Outcome.SUCCESS,
                      f"{prefix}{'a' if prefix else 'A'}{by}")
             return
