@@ -73,9 +73,12 @@ def _record(rt: runtime.Runtime, repo: str, number: int, finding: chains.ChainFi
     return added
 
 
-def _base_policy(rt: runtime.Runtime, forge: Forge, number: int) -> Policy:
-    """The policy on the PR's base commit, where the agent cannot have changed it."""
-    return _usable(gather.policy_for_pull(rt.conn, forge, forge.get_pull_request(number)))
+def _base_policy(rt: runtime.Runtime, forge: Forge, number: int) -> tuple[Policy, jobs.KnownPull]:
+    """The policy on the PR's base branch, where the agent cannot have changed it (the secure default
+    when that file is invalid), and the PR and policy as read, for the evaluation that follows."""
+    pr = forge.get_pull_request(number)
+    policy = gather.policy_for_pull(rt.conn, forge, pr)
+    return _usable(policy), (pr, policy)
 
 
 def _changed_paths(forge: Forge, number: int) -> tuple[list[str], bool]:
@@ -101,8 +104,8 @@ def _lift_confirmed(
 
 
 def _reevaluate(rt: runtime.Runtime, forge: Forge, number: int, trigger: str, sender: Any, delivery: str,
-                force: bool = False) -> dict[str, Any]:
-    return jobs.evaluate_with(rt, forge, "github", number, trigger, sender, delivery, force)
+                force: bool = False, known: jobs.KnownPull | None = None) -> dict[str, Any]:
+    return jobs.evaluate_with(rt, forge, "github", number, trigger, sender, delivery, force, known)
 
 
 # ---- comments ------------------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ def on_comment(*, platform: str, repo: str, installation_id: int | None, sender:
         return {"ignored": "comment on an issue"}
     if action == "deleted":
         return {"ignored": "deleted comment"}  # what it triggered already happened; the finding stays
-    policy = _base_policy(rt, forge, number)
+    policy, known = _base_policy(rt, forge, number)
     writer, editor = _who(author, policy), _who(sender, policy)
     if action == "edited" and editor.login.lower() != writer.login.lower():
         finding = chains.ChainFinding("tampering", editor, f"comment {comment_id}", Reason(
@@ -128,7 +131,7 @@ def on_comment(*, platform: str, repo: str, installation_id: int | None, sender:
             f"{editor.login} edited a {kind.replace('_', ' ')} written by {writer.login}",
             "A human with write access approves the current head after checking the edited comment"))
         _record(rt, repo, number, finding, _finding_id("tamper", comment_id, created_at), created_at or "")
-        return _reevaluate(rt, forge, number, f"{kind}.edited", sender, delivery_id)
+        return _reevaluate(rt, forge, number, f"{kind}.edited", sender, delivery_id, known=known)
     if writer.kind.is_automated:
         if _is_self(rt, installation_id, writer):
             return {"ignored": "our own comment"}  # it quotes commands when it explains them
@@ -138,13 +141,13 @@ def on_comment(*, platform: str, repo: str, installation_id: int | None, sender:
             _record(rt, repo, number, finding, _finding_id("command", comment_id, finding.subject), created_at or "")
         if hits:
             # Also when the findings were recorded by an earlier attempt of this job that failed later.
-            return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id)
+            return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id, known=known)
         return {"findings": 0}
     # A human repeating a command a bot gave takes responsibility for it: that lifts the finding.
     lifted = [f for hit in chains.find_commands(body, policy.chains)
               for f in _lift_confirmed(rt, forge, number, writer, command=hit.command)]
     if lifted:
-        return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id)
+        return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id, known=known)
     return {"findings": 0}
 
 
@@ -208,8 +211,9 @@ def on_label(*, platform: str, repo: str, installation_id: int | None, sender: A
     who = _who(sender)
     if who.kind.is_automated and _is_self(rt, installation_id, who):
         return {"ignored": "our own label change"}  # we removed a bot's label; that evaluation is done
+    known = None
     if action == "labeled" and label:
-        policy = _base_policy(rt, forge, number)
+        policy, known = _base_policy(rt, forge, number)
         who = _who(sender, policy)
         if who.kind.is_automated:
             paths, complete = _changed_paths(forge, number)
@@ -222,7 +226,7 @@ def on_label(*, platform: str, repo: str, installation_id: int | None, sender: A
         else:
             # A human applying the same label approves the action.
             _lift_confirmed(rt, forge, number, who, label=label)
-    return _reevaluate(rt, forge, number, trigger, sender, delivery_id)
+    return _reevaluate(rt, forge, number, trigger, sender, delivery_id, known=known)
 
 
 # ---- workflow runs -------------------------------------------------------------------------------------

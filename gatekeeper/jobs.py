@@ -24,6 +24,9 @@ from gatekeeper.verdict import Outcome, Verdict, shorten
 
 log = logging.getLogger(__name__)
 
+# A pull request and its policy as a job just read them, handed on so the evaluation need not re-read.
+KnownPull = tuple[PullRequestInfo, Policy | InvalidPolicy]
+
 LOCK_SECONDS = 150  # longer than a job may run (queueing.JOB_TIMEOUT), so it never lapses mid-job
 
 
@@ -42,10 +45,11 @@ def pr_lock(conn: redis.Redis, platform: str, repo: str, number: int):  # type: 
 
 
 def assess(conn: redis.Redis, settings: Settings, forge: Forge, pr: PullRequestInfo,
-           event: str = "pull_request") -> Assessment:
-    """Facts, policy and verdict for a pull request, findings included. Posts `error` if facts fail."""
+           event: str = "pull_request", policy: Policy | InvalidPolicy | None = None) -> Assessment:
+    """Facts, policy and verdict for a pull request, findings included. Posts `error` if facts fail.
+    `policy` may be passed when the caller just read it for this PR."""
     try:
-        policy = gather.policy_for_pull(conn, forge, pr)
+        policy = policy if policy is not None else gather.policy_for_pull(conn, forge, pr)
         facts = gather.pull_request_facts(conn, forge, pr, policy)
     except gather.HeadMoved:
         raise
@@ -81,14 +85,16 @@ def evaluate_pull_request(
 
 
 def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int, trigger: str, sender: Any,
-                  delivery_id: str, force_status: bool = False) -> dict[str, Any]:
+                  delivery_id: str, force_status: bool = False, known: KnownPull | None = None) -> dict[str, Any]:
+    """Evaluate and act. `known` is the PR and its policy when the calling job just read them: reusing
+    them is safe, since a head that moved meanwhile is caught (HeadMoved) while reading commits."""
     conn, settings = rt.conn, rt.settings
     with pr_lock(conn, platform, forge.repo, number):
-        pr = forge.get_pull_request(number)
+        pr = known[0] if known else forge.get_pull_request(number)
         if pr.state != "open":
             return {"skipped": f"pull request is {pr.state}"}
         try:
-            result = assess(conn, settings, forge, pr)
+            result = assess(conn, settings, forge, pr, policy=known[1] if known else None)
         except gather.HeadMoved as moved:
             return {"skipped": str(moved)}  # the push's own `synchronize` delivery evaluates the new head
         for task in gather.task_numbers(pr.body):

@@ -92,6 +92,13 @@ BASE_POLICY = [  # the policy of PR #7: at its base branch's head
     ("GET", f"/repos/{REPO}/branches/main"),
     ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
 ]
+# What a chain job adds to evaluate PR #7 after judging: the PR, its policy and files it already read.
+AFTER_JUDGING = [
+    ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+    ("GET", f"/repos/{REPO}/pulls/7/commits"),
+    ("GET", f"/repos/{REPO}/issues/7"),
+    ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
+]
 EVALUATION = [  # a first evaluation of PR #7 once its policy is cached
     ("GET", f"/repos/{REPO}/pulls/7"),
     ("GET", f"/repos/{REPO}/branches/main"),
@@ -117,7 +124,7 @@ def test_bot_deploy_comment_fails_the_pr_with_one_comment(world):
         *BASE_POLICY,
         ("GET", "/app"),  # who am I: our own comments are never judged
         ("GET", f"/repos/{REPO}/pulls/7/files"),
-        *EVALUATION,
+        *AFTER_JUDGING,
         ("GET", f"/repos/{REPO}/issues/7/comments"),  # is there a comment of ours already?
         ("POST", f"/repos/{REPO}/issues/7/comments"),
     ]
@@ -155,7 +162,7 @@ def test_bot_automerge_label_is_removed_and_fails(world):
         *BASE_POLICY,
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("DELETE", f"/repos/{REPO}/issues/7/labels/automerge"),
-        *EVALUATION,
+        *AFTER_JUDGING,
         ("GET", f"/repos/{REPO}/issues/7/comments"),
         ("POST", f"/repos/{REPO}/issues/7/comments"),
     ]
@@ -174,7 +181,8 @@ def test_human_automerge_label_is_allowed(world):
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         *BASE_POLICY,
         ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),  # could it confirm a bot's label?
-        *EVALUATION,
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        *AFTER_JUDGING,
     ]
     assert state.repo(REPO).labels[7] == ["automerge"]
     assert status_posts(state, HEAD)[-1]["state"] == "pending"

@@ -38,6 +38,7 @@ class GitHubForge:
         self.repo = repo
         # Tokens are scoped to one repository; reading another (the org's .github) needs its own.
         self._sibling = sibling
+        self._files: dict[int, tuple[list[RawFile], bool]] = {}  # a forge lives for one job
         # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
         # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
         # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
@@ -88,6 +89,13 @@ class GitHubForge:
         return base64.b64decode(raw.get("content") or "").decode("utf-8", errors="replace")
 
     def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
+        # A chain job judges the files, then evaluates the PR: one listing serves both.
+        if number in self._files:
+            return self._files[number]
+        self._files[number] = self._list_changed_files(number)
+        return self._files[number]
+
+    def _list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
         with self._calls():
             files = [
                 RawFile(f.filename, f.status, f.additions, f.deletions, f.raw_data.get("previous_filename"))
