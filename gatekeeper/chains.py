@@ -28,7 +28,7 @@ import regex
 
 from gatekeeper.facts import Actor, ActorKind, permission_at_least
 from gatekeeper.normalize import command_readings, normalize_command_text, scannable_lines
-from gatekeeper.policy.globs import GlobSet
+from gatekeeper.policy.model import CI_EVENTS as model_CI_EVENTS
 from gatekeeper.policy.model import ChainAllow, ChainPolicy, Policy
 from gatekeeper.verdict import Outcome, Reason
 
@@ -75,8 +75,7 @@ UNSCANNED = "(unscanned)"
 # pull_request_target, workflow_run, check_run/check_suite, release, create, deployment*, and a push
 # to a protected or the default branch: those run trusted workflow code with the repository's secrets
 # and a write-capable token because of what the bot did.
-CI_EVENTS = frozenset({"pull_request", "pull_request_review", "pull_request_review_comment", "merge_group",
-                       "schedule", "dynamic"})
+CI_EVENTS = frozenset(model_CI_EVENTS)  # the default; a policy may change it (`chains.ci_events`)
 
 
 @dataclass(frozen=True)
@@ -282,10 +281,9 @@ def judge_label(policy: Policy, actor: Actor, label: str, changed_paths: Sequenc
 
 
 def _workflow_allowed(chains: ChainPolicy, actor: Actor, workflow_name: str, workflow_path: str) -> bool:
-    # `ChainAllow.workflows` (globs over workflow paths and names) is proposed, not yet in the model.
     for entry in chains.allow:
-        workflows = getattr(entry, "workflows", None)
-        if isinstance(workflows, GlobSet) and _login_matches(entry.actor.patterns, actor.login) and (
+        workflows = entry.workflows
+        if workflows is not None and _login_matches(entry.actor.patterns, actor.login) and (
                 workflows.match(workflow_path) or workflows.match(workflow_name)):
             return True
     return False
@@ -311,7 +309,7 @@ def judge_workflow_run(policy: Policy, triggering_actor: Actor | None, actor: Ac
         protected = head_branch == default_branch or policy.protected_branches.match(head_branch)
         ordinary = not protected
     else:
-        ordinary = event in CI_EVENTS
+        ordinary = event in policy.chains.ci_events
     if ordinary and not changed_workflow:
         return []
     if _workflow_allowed(policy.chains, starter, workflow_name, workflow_path):

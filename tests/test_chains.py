@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -420,19 +420,31 @@ def test_allow_login_without_bot_suffix_matches_the_app():
     assert judge_label(policy, renovate, "automerge", SRC) == []
 
 
-def test_workflow_allow_entry_when_the_model_has_workflows():
-    """An allow entry with `workflows` globs (a proposed ChainAllow field) permits matching runs only."""
+def test_workflow_allow_entry_permits_matching_runs_only():
+    """An allow entry with `workflows` globs permits the runs of those workflows by that bot, no others."""
+    from gatekeeper.policy import Policy, load_policy
 
-    @dataclass(frozen=True)
-    class WorkflowAllow(ChainAllow):
-        workflows: GlobSet | None = None
-
-    entry = WorkflowAllow(actor=GlobSet(("github-actions[bot]",)), workflows=GlobSet((".github/workflows/deploy.yml",)))
-    policy = with_allow(entry)
+    policy = load_policy("version: 1\nchains:\n  allow:\n    - actor: github-actions[bot]\n"
+                         "      workflows: [.github/workflows/deploy.yml]\n")
+    assert isinstance(policy, Policy)
     actions = classify("github-actions[bot]", account_type="Bot")
     assert judge_workflow_run(policy, actions, actions, "workflow_dispatch", "Deploy", ".github/workflows/deploy.yml",
                               1) == []
     assert judge_workflow_run(policy, actions, actions, "workflow_dispatch", "Nuke", ".github/workflows/nuke.yml", 2)
+    other = classify("renovate[bot]", account_type="Bot")
+    assert judge_workflow_run(policy, other, other, "workflow_dispatch", "Deploy", ".github/workflows/deploy.yml", 3)
+
+
+def test_ci_events_are_configurable():
+    """`chains.ci_events` decides which run events count as ordinary CI; adding one stops its findings."""
+    from gatekeeper.policy import Policy, load_policy
+
+    policy = load_policy("version: 1\nchains:\n  ci_events: {add: [pull_request_target]}\n")
+    assert isinstance(policy, Policy)
+    bot = classify("dependabot[bot]", account_type="Bot")
+    label = ".github/workflows/label.yml"
+    assert judge_workflow_run(policy, bot, bot, "pull_request_target", "Label", label, 4) == []
+    assert judge_workflow_run(DEFAULT_POLICY, bot, bot, "pull_request_target", "Label", label, 5)
 
 
 def test_merge_conflict_report_is_not_a_command():

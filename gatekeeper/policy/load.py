@@ -323,7 +323,8 @@ def compile_document(document: schema.PolicyDocument, *, source: str, origins: t
     chain_allows = [model.ChainAllow(actor=GlobSet(tuple(a.actor), ignore_case=True, logins=True),
                                      labels=tuple(a.labels),
                                      commands=tuple(a.commands),
-                                     only_paths=GlobSet(tuple(a.only_paths)) if a.only_paths is not None else None)
+                                     only_paths=GlobSet(tuple(a.only_paths)) if a.only_paths is not None else None,
+                                     workflows=GlobSet(tuple(a.workflows)) if a.workflows is not None else None)
                     for a in chains.allow]
     trusted = []
     for bot in document.identities.trusted_bots:
@@ -348,6 +349,7 @@ def compile_document(document: schema.PolicyDocument, *, source: str, origins: t
             protected_environments=GlobSet(tuple(_as_list(chains.protected_environments))),
             remove_bot_labels=chains.remove_bot_labels,
             allow=tuple(chain_allows),
+            ci_events=frozenset(_as_list(chains.ci_events)),
         ),
         task=model.TaskPolicy(required=document.task.required, approved_labels=tuple(document.task.approved_labels),
                               min_permission=document.task.min_permission),

@@ -71,6 +71,12 @@ TRIGGER_LABELS = ("automerge", "auto-merge", "merge", "deploy", "ok-to-test", "l
 PROTECTED_ENVIRONMENTS = ("production", "prod", "prod-*", "production-*", "live")
 
 
+# Workflow-run events that are ordinary CI, not one bot driving another: a bot's own PR's checks, the
+# merge queue, schedules, and the platform's own dynamic runs. Every other event a bot starts counts.
+CI_EVENTS = ("pull_request", "pull_request_review", "pull_request_review_comment", "merge_group", "schedule",
+             "dynamic")
+
+
 @dataclass(frozen=True)
 class ChainAllow:
     """A permitted chain, e.g. dependabot may apply `automerge` when only lockfiles change."""
@@ -79,6 +85,7 @@ class ChainAllow:
     labels: tuple[str, ...] = ()  # trigger labels it may apply ("*" for any)
     commands: tuple[str, ...] = ()  # command words it may use ("deploy", "merge", ...)
     only_paths: GlobSet | None = None  # every changed path must match, when set
+    workflows: GlobSet | None = None  # workflow files or names whose runs it may start
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class ChainPolicy:
     protected_environments: GlobSet = field(default_factory=lambda: GlobSet(PROTECTED_ENVIRONMENTS))
     remove_bot_labels: bool = True
     allow: tuple[ChainAllow, ...] = ()
+    ci_events: frozenset[str] = frozenset(CI_EVENTS)
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,8 @@ class ChainAllow(_Strict):
     labels: list[Label] = Field(default_factory=list, description="trigger labels it may apply ('*' for any)")
     commands: list[CommandWord] = Field(default_factory=list)
     only_paths: list[Glob] | None = Field(default=None, description="every changed path must match, when set")
+    workflows: list[Glob] | None = Field(default=None,
+                                         description="workflow files or names whose runs it may start")
 
 
 class Chains(_Strict):
@@ -185,6 +187,8 @@ class Chains(_Strict):
     protected_environments: GlobsOrEdit = Field(default_factory=lambda: list(model.PROTECTED_ENVIRONMENTS))
     remove_bot_labels: bool = True
     allow: list[ChainAllow] = Field(default_factory=list)
+    ci_events: LabelsOrEdit = Field(default_factory=lambda: list(model.CI_EVENTS),
+                                    description="workflow-run events that are ordinary CI when a bot starts them")
 
 
 OneOrMoreGlobs = Annotated[list[Glob], BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])]
