@@ -488,9 +488,10 @@ def on_status(*, platform: str, repo: str, installation_id: int | None, sender: 
                          f"{rt.settings.public_url}/decisions/{decision_id}", rt.settings.status_context, force=True)
         return {"decision": decision_id, "outcome": "failure"}
     for number in numbers:
-        if who.kind.is_automated:
-            finding = chains.ChainFinding("forged_status", who, f"status on {sha[:7]}", reason)
-            _record(rt, repo, number, finding, _finding_id("status", sha, who.login, state), "")
-        # Always re-post the real verdict over the forged one, even if it is the same as last time.
+        # Anyone but agentgate posting its status is tampering with the gate, a human included: the PR
+        # fails until a human with write access approves its head afresh.
+        finding = chains.ChainFinding("forged_status", who, f"status on {sha[:7]}", reason)
+        _record(rt, repo, number, finding, _finding_id("status", sha, who.login, state, delivery_id), "")
+        # Always re-post over the forged one, even if the verdict is the same as last time.
         _reevaluate(rt, forge, number, "status.forged", sender, delivery_id, force=True)
     return {"pull_requests": numbers}

@@ -101,10 +101,11 @@ def _pull_request_review(action: str, payload: dict[str, Any]) -> list[JobReques
                      author=_actor(review.get("user")), created_at=review.get("submitted_at"), kind="review")
     sender = (payload.get("sender") or {}).get("login")
     author = (review.get("user") or {}).get("login")
-    if action == "edited" and sender and author and sender != author:
-        # A review changed by someone other than its author is tampering, whatever it now says.
-        jobs += _job("on_tampering", payload, number=number, what=f"review {review.get('id')} by {author}",
-                     author=author)
+    if action == "edited" and sender and author and sender.lower() != author.lower():
+        # A review changed by someone other than its author is tampering, whatever it now says. The
+        # tampering job records it and evaluates, so the PR never shows a passing status in between.
+        return _job("on_tampering", payload, number=number, what=f"review {review.get('id')} by {author}",
+                    author=author)
     return jobs
 
 

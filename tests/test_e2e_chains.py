@@ -201,6 +201,16 @@ def test_workflow_dispatched_by_an_agent_fails_its_pr(world):
     gate.work()
     assert status_posts(state, HEAD)[-1]["state"] == "failure"
     assert "Deploy" in status_posts(state, HEAD)[-1]["description"]
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/branches/main"),  # the default branch's policy judges the run
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+        ("GET", f"/repos/{REPO}/pulls/7/files"),  # did the PR change the workflow that ran?
+        *EVALUATION[:2],
+        *AFTER_JUDGING,
+        ("GET", f"/repos/{REPO}/issues/7/comments"),
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+    ]
 
 
 def _deployment(state, sender: dict, triggering_actor: dict | None = None, pulls: bool = True,
@@ -273,8 +283,15 @@ def test_merge_group_gets_a_verdict_on_its_sha(world):
     gate.work()
     [status] = status_posts(state, group_sha)
     assert status["state"] == "failure" and status["context"] == "agentgate"
-    assert calls(state)[-1] == ("POST", f"/repos/{REPO}/statuses/{group_sha}")
-    assert not status_posts(state, HEAD)  # only the group's SHA gets a status
+    assert calls(state) == [  # the queued PR is evaluated, and only the group's SHA gets a status
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        *BASE_POLICY,
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+        ("GET", f"/repos/{REPO}/pulls/7/commits"),
+        ("GET", f"/repos/{REPO}/issues/7"),
+        ("POST", f"/repos/{REPO}/statuses/{group_sha}"),
+    ]
 
     state.add_review(REPO, 7, "maintainer", "APPROVED")
     gate.deliver("merge_group", payload)
@@ -297,6 +314,33 @@ def test_forged_status_is_overwritten(world):
     assert "sneaky[bot]" in posted[-1]["description"]
 
 
+def test_status_forged_by_a_human_fails_too(world):
+    """Anyone but agentgate posting the `agentgate` status fails the PR, a human included, until a fresh
+    approval of the head; exactly these calls are made."""
+    state, gate, pr = world
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    payload = copy.deepcopy(github_fixture("status.event.1"))
+    payload.update(sha=HEAD, context="agentgate", state="success", description="trust me", sender=_human("mallory"))
+    gate.deliver("status", _repo_fields(payload))
+    gate.work()
+    last = status_posts(state, HEAD)[-1]
+    assert last["state"] == "failure" and "mallory" in last["description"]
+    assert calls(state) == [
+        ("GET", "/app"),  # is it our own status?
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # whose head is this commit?
+        *BASE_POLICY,
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+        ("GET", f"/repos/{REPO}/pulls/7/commits"),
+        ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
+        ("GET", f"/repos/{REPO}/issues/7"),
+        ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
+        ("GET", f"/repos/{REPO}/issues/7/comments"),
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+    ]
+
+
 def test_own_status_event_is_ignored(world):
     """agentgate's own statuses come back as `status` events; they cause no calls beyond identifying itself."""
     state, gate, pr = world
@@ -316,8 +360,20 @@ def test_approval_edited_by_someone_else_is_tampering(world):
     payload["sender"] = _human("mallory")
     gate.deliver("pull_request_review", payload)
     gate.work()
-    last = status_posts(state, HEAD)[-1]
-    assert last["state"] == "failure" and "mallory" in last["description"]
+    [only] = status_posts(state, HEAD)  # never a passing status in between
+    assert only["state"] == "failure" and "mallory" in only["description"]
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        *BASE_POLICY,
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+        ("GET", f"/repos/{REPO}/pulls/7/commits"),
+        ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
+        ("GET", f"/repos/{REPO}/issues/7"),
+        ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
+        ("GET", f"/repos/{REPO}/issues/7/comments"),
+        ("POST", f"/repos/{REPO}/issues/7/comments"),
+    ]
 
 
 def test_agent_push_to_protected_branch_is_marked_failed(world):
@@ -332,6 +388,13 @@ def test_agent_push_to_protected_branch_is_marked_failed(world):
     gate.work()
     [status] = status_posts(state, pushed)
     assert status["state"] == "failure" and "pushed 8888888 directly" in status["description"]
+    assert calls(state) == [
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),  # the policy before the push
+        ("GET", "/app"),  # not our own push
+        ("GET", f"/repos/{REPO}/commits/{pushed}/pulls"),  # a merge agentgate passed?
+        ("POST", f"/repos/{REPO}/statuses/{pushed}"),
+    ]
 
 
 def test_requester_cannot_approve_the_agents_work(world):
