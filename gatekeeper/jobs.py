@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import redis
-from rq import get_current_job
+from rq import Queue, get_current_job
 
 from gatekeeper import decisions, enforcement, findings, gather, metrics, runtime
 from gatekeeper.decision import evaluate_pull_request as decide_pull_request
@@ -81,11 +83,13 @@ def evaluate_pull_request(
     """Evaluate one pull request from fresh platform state and post its `agentgate` status."""
     rt = runtime.current()
     forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    return evaluate_with(rt, forge, platform, number, trigger, sender, delivery_id, force_status)
+    return evaluate_with(rt, forge, platform, number, trigger, sender, delivery_id, force_status,
+                         installation_id=installation_id)
 
 
 def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int, trigger: str, sender: Any,
-                  delivery_id: str, force_status: bool = False, known: KnownPull | None = None) -> dict[str, Any]:
+                  delivery_id: str, force_status: bool = False, known: KnownPull | None = None,
+                  installation_id: int | None = None) -> dict[str, Any]:
     """Evaluate and act. `known` is the PR and its policy when the calling job just read them: reusing
     them is safe, since a head that moved meanwhile is caught (HeadMoved) while reading commits."""
     conn, settings = rt.conn, rt.settings
@@ -112,10 +116,21 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
             conn.hset(key("comment-sections", forge.repo, number), "chains-ids",
                       ",".join(sorted(f.id for f in result.open_findings)))
         if POLICY_PATH in {p for f in result.facts.changed_files for p in f.paths}:
-            preview_policy_change(rt, forge, result, decision_id)
+            later = partial(schedule_evaluation, rt, platform, forge.repo, number, installation_id,
+                            f"preview-{number}-{pr.head_sha[:12]}")
+            preview_policy_change(rt, forge, result, decision_id, later)
         metrics.incr(conn, "agentgate_verdicts", platform, result.verdict.outcome.value)
         log.info("%s#%s %s -> %s (%s)", forge.repo, number, pr.head_sha[:7], result.verdict.outcome.value, trigger)
         return {"decision": decision_id, "outcome": result.verdict.outcome.value, "posted": posted}
+
+
+def schedule_evaluation(rt: runtime.Runtime, platform: str, repo: str, number: int, installation_id: int | None,
+                        job_id: str, seconds: int) -> None:
+    """Evaluate a PR again later (RQ's scheduler runs in every worker); one job id, so no pile-up."""
+    Queue(rt.settings.queue_name, connection=rt.conn).enqueue_in(
+        timedelta(seconds=seconds + 1), evaluate_pull_request, job_id=job_id,
+        kwargs={"platform": platform, "repo": repo, "number": number, "installation_id": installation_id,
+                "trigger": "scheduled"})
 
 
 def save_decision(conn: redis.Redis, platform: str, repo: str, subject: str, sha: str, verdict: Verdict,
@@ -199,16 +214,20 @@ PREVIEW_OPEN_PULLS = 30
 PREVIEW_INTERVAL_SECONDS = 300
 
 
-def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment, decision_id: str) -> None:
+def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment, decision_id: str,
+                          reschedule: Callable[[int], None] | None = None) -> None:
     """A PR changing `.agentgate.yml` is judged by the base policy; here admins see what the proposed
     file would do to the open pull requests, once per head and base."""
     conn, pr = rt.conn, result.pr
     once = key("preview", forge.repo, pr.number, pr.head_sha, pr.base_sha)
     if not conn.set(once, "1", nx=True, ex=30 * 24 * 3600):
         return
-    # Each preview reads every open PR: at most one per PR every few minutes, however often it is pushed.
+    # Each preview reads every open PR: at most one per PR every few minutes, however often it is pushed;
+    # a head pushed meanwhile is previewed when the interval is over.
     if not conn.set(key("preview-recent", forge.repo, pr.number), "1", nx=True, ex=PREVIEW_INTERVAL_SECONDS):
-        conn.delete(once)  # the next evaluation after the interval previews the then-current head
+        conn.delete(once)
+        if reschedule is not None:
+            reschedule(PREVIEW_INTERVAL_SECONDS)
         return
     from gatekeeper.policy.preview import preview, render_markdown
 
@@ -216,12 +235,19 @@ def preview_policy_change(rt: runtime.Runtime, forge: Forge, result: Assessment,
         proposed_text = forge.get_file(POLICY_PATH, pr.head_sha)
         proposed = gather.policy_from_text(conn, forge, proposed_text, f"{POLICY_PATH} at {pr.head_sha[:7]}")
         others = [p for p in forge.list_open_pulls(PREVIEW_OPEN_PULLS) if p.number != pr.number]
-        # Facts are gathered under the base policy's identities; the preview compares verdicts only.
-        facts = [gather.pull_request_facts(conn, forge, other, result.policy) for other in others]
+        facts = []
+        for other in others:
+            # Gathered under the base policy's identities; the preview compares verdicts only.
+            try:
+                facts.append(gather.pull_request_facts(conn, forge, other, result.policy))
+            except gather.HeadMoved:
+                continue  # pushed to while we read it: its own evaluation follows
     except ForgeError:
         conn.delete(once)  # try again on the next evaluation
         raise
-    markdown = render_markdown(preview(result.policy, proposed, facts))
+    markdown = render_markdown(preview(result.policy, proposed, facts)).replace(
+        "\n\n", f"\n\nThe proposed `{POLICY_PATH}` at `{pr.head_sha[:7]}`, against {len(facts)} open "
+                f"pull request(s):\n\n", 1)
     record = decisions.load(conn, decision_id)
     if record is not None:
         record.extra["policy_preview_markdown"] = markdown

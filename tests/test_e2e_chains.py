@@ -453,6 +453,28 @@ def test_policy_change_is_judged_by_base_and_previews_flips(world):
     gate.work()
     assert not state.calls_matching("GET", rf"/repos/{REPO}/pulls")
     assert len(state.repo(REPO).comments[9]) == 1
+    assert "at `5555555`, against 1 open pull request(s)" in state.repo(REPO).comments[9][0]["body"]
+
+
+def test_policy_preview_rate_limited_is_rescheduled(world):
+    """A new head pushed within the preview interval is not dropped: its preview is scheduled for later."""
+    from rq.registry import ScheduledJobRegistry
+
+    state, gate, pr = world
+    first = state.add_pull(REPO, 9, user="lead", head_sha="5" * 40, head_ref="policy", base_ref="main",
+                           title="Policy")
+    state.add_file(REPO, 9, ".agentgate.yml")
+    state.set_content(REPO, ".agentgate.yml", "version: 1\n", ref="5" * 40)
+    gate.deliver("pull_request", pr_payload(first))
+    gate.work()
+    second = state.add_pull(REPO, 9, user="lead", head_sha="6" * 40, head_ref="policy", base_ref="main",
+                            title="Policy")
+    state.set_content(REPO, ".agentgate.yml", "version: 1\napprovals: {required: 0}\n", ref="6" * 40)
+    gate.deliver("pull_request", pr_payload(second, action="synchronize"))
+    gate.work(allow_scheduled=True)
+    scheduled = ScheduledJobRegistry("agentgate", connection=redis.Redis.from_url(E2E_REDIS_URL)).get_job_ids()
+    assert scheduled == ["preview-9-666666666666"]
+    assert "`5555555`" in state.repo(REPO).comments[9][0]["body"]  # the older preview stays until then
 
 
 def test_own_comment_is_not_judged(world):
