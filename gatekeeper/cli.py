@@ -30,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from rq import Queue, Worker
+    from rq import Queue, SimpleWorker
 
     from gatekeeper import runtime, store
 
@@ -38,12 +38,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     conn = store.connect(settings.redis_url)
     runtime.configure(runtime.Runtime(settings, conn))
-    # RQ forks a work-horse per job: import what jobs use once, here, so no fork pays for it again.
+    # Jobs run in this process (no fork per job): compiled policies and imports stay warm from one job
+    # to the next. Job timeouts still apply (signals); a supervisor restarts a worker that dies.
     import gatekeeper.chain_jobs  # noqa: F401
-    import gatekeeper.forges.github  # noqa: F401
     import gatekeeper.jobs  # noqa: F401
 
-    worker = Worker([Queue(settings.queue_name, connection=conn)], connection=conn)
+    worker = SimpleWorker([Queue(settings.queue_name, connection=conn)], connection=conn)
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
     return 0
 
