@@ -38,3 +38,25 @@ def test_fixture_set_covers_handled_events():
     events = {p.stem.split(".")[0] for p in FIXTURES}
     assert {"pull_request", "pull_request_review", "issue_comment", "workflow_run", "merge_group",
             "status", "push", "check_suite", "check_run"} <= events
+
+
+PR_FIXTURES = [p for p in FIXTURES if p.stem.split(".")[0] in ("pull_request", "pull_request_review")]
+
+
+@pytest.mark.parametrize("path", PR_FIXTURES, ids=lambda p: p.stem)
+def test_pull_request_fixture_becomes_facts(path):
+    """Every pull_request and pull_request_review example becomes platform-neutral facts: the author's
+    kind, the head SHA, base and head refs and labels are read from the payload as GitHub sends them."""
+    from gatekeeper.facts import ActorKind
+    from gatekeeper.policy import DEFAULT_POLICY
+    from gatekeeper.simulate import facts_from_github
+
+    payload = json.loads(path.read_text())
+    pr = payload["pull_request"]
+    facts = facts_from_github(path.stem.split(".")[0], payload, DEFAULT_POLICY)
+    assert facts.repo == payload["repository"]["full_name"]
+    assert facts.number == pr["number"]
+    assert facts.head_sha == pr["head"]["sha"] and facts.base_ref == pr["base"]["ref"]
+    assert facts.labels == tuple(label["name"] for label in pr.get("labels") or [])
+    expected = ActorKind.BOT if pr["user"]["type"] == "Bot" else ActorKind.HUMAN
+    assert facts.author.login == pr["user"]["login"] and facts.author.kind in (expected, ActorKind.AGENT)
