@@ -19,6 +19,7 @@ from gatekeeper.facts import PullRequestFacts, RecordedFinding
 from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
 from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy
+from gatekeeper.queueing import waiting_key
 from gatekeeper.settings import Settings
 from gatekeeper.store import key
 from gatekeeper.store import text as store_text
@@ -82,6 +83,8 @@ def evaluate_pull_request(
 ) -> dict[str, Any]:
     """Evaluate one pull request from fresh platform state and post its `agentgate` status."""
     rt = runtime.current()
+    # From here on this job reads fresh state: a delivery arriving now needs an evaluation of its own.
+    rt.conn.delete(waiting_key(platform, repo, number))
     forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
     return evaluate_with(rt, forge, platform, number, trigger, sender, delivery_id, force_status,
                          installation_id=installation_id)

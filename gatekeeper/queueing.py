@@ -7,11 +7,19 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from gatekeeper.routing import JobRequest
+from gatekeeper.routing import EVALUATE_PR, JobRequest
+from gatekeeper.store import key
 
 # Backoff for transient failures (platform 5xx, rate limits, Redis blips). Jobs are idempotent.
 RETRY = Retry(max=5, interval=[5, 20, 60, 180, 600])
 JOB_TIMEOUT = 120
+# An evaluation waiting in the queue will read the PR's state when it starts, so a burst of deliveries
+# about one PR (labels, comments, check suites, a push) needs just that one. Bounded in case it is lost.
+COALESCE_SECONDS = 600
+
+
+def waiting_key(platform: str, repo: str, number: int) -> str:
+    return key("eval-waiting", platform, repo, number)
 
 
 class EnqueueFailed(Exception):
@@ -23,10 +31,16 @@ class JobQueue:
         self.queue = Queue(name, connection=conn, is_async=is_async)
 
     def enqueue_all(self, platform: str, delivery: str, jobs: list[JobRequest]) -> list[str]:
-        ids = []
+        ids: list[str] = []
+        claimed: list[str] = []
         try:
             for index, job in enumerate(jobs):
                 job_id = f"{platform}-{delivery}-{job.name or index}"
+                if job.func == EVALUATE_PR:
+                    slot = waiting_key(platform, str(job.kwargs.get("repo")), int(job.kwargs.get("number") or 0))
+                    if not self.queue.connection.set(slot, job_id, nx=True, ex=COALESCE_SECONDS):
+                        continue  # an evaluation of this PR is already waiting to start
+                    claimed.append(slot)
                 self.queue.enqueue(
                     job.func,
                     kwargs={**job.kwargs, "delivery_id": delivery},
@@ -39,8 +53,16 @@ class JobQueue:
                 )
                 ids.append(job_id)
         except redis.RedisError as exc:
+            self._release(claimed)  # or the redelivery would be coalesced into a job that never was
             raise EnqueueFailed(str(exc)) from exc
         return ids
+
+    def _release(self, slots: list[str]) -> None:
+        try:
+            if slots:
+                self.queue.connection.delete(*slots)
+        except redis.RedisError:
+            pass  # they expire after COALESCE_SECONDS
 
     def requeue_failed(self, job_ids: list[str]) -> list[str]:
         """Put jobs that failed for good back on the queue; returns the ids requeued."""

@@ -254,3 +254,16 @@ def test_gitlab_token_is_checked(redis_conn):
     assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secreté"}).status_code == 401
     assert client.post(url, data="{", headers={"X-Gitlab-Token": "gl-secret"}).status_code == 400
     assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secret"}).status_code == 202
+
+
+def test_burst_for_one_pr_coalesces_into_one_waiting_evaluation(client, redis_conn):
+    """While an evaluation of a PR waits in the queue, more deliveries about it add no job: the waiting
+    one reads fresh state when it starts. Once it started, the next delivery queues a new one."""
+    from gatekeeper.queueing import waiting_key
+
+    for n in range(3):
+        assert post(client, _pr_opened(), delivery=f"burst-{n}").status_code == 202
+    assert len(queued(redis_conn)) == 1
+    redis_conn.delete(waiting_key("github", "Codertocat/Hello-World", 2))  # what the job does on start
+    post(client, _pr_opened(), delivery="after-start")
+    assert len(queued(redis_conn)) == 2
