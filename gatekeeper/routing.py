@@ -36,8 +36,10 @@ def github_handler(event: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def route_github(event: str, payload: dict[str, Any]) -> list[JobRequest]:
+def route_github(event: str, payload: dict[str, Any], status_context: str = "agentgate") -> list[JobRequest]:
     """Jobs for one GitHub delivery; [] means accepted and ignored."""
+    if event == "status" and payload.get("context") != status_context:
+        return []  # every CI system's statuses arrive here; only agentgate's own context matters
     handler = _GITHUB.get(event)
     if handler is None:
         return []
@@ -259,6 +261,5 @@ def _merge_group(action: str, payload: dict[str, Any]) -> list[JobRequest]:
 
 @github_handler("status")
 def _status(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    # Only statuses in agentgate's context matter; which context that is, the job knows (settings).
     return _job("on_status", payload, sha=payload.get("sha"), context=payload.get("context"),
                 state=payload.get("state"), description=payload.get("description"))

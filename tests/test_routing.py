@@ -99,8 +99,9 @@ def test_merge_group_and_status():
     """merge_group.checks_requested and status deliveries become jobs with their SHAs."""
     job = _only(route_github("merge_group", _fixture("merge_group.checks_requested.1")))
     assert job.kwargs["head_sha"] == "2ffea6db159f6b6c47a24e778fb9ef40cf6b1c7d"
-    job = _only(route_github("status", _fixture("status.event.1")))
-    assert job.kwargs["context"] == "default"
+    assert route_github("status", _fixture("status.event.1")) == []  # someone's CI context: not ours
+    job = _only(route_github("status", _fixture("status.event.1", context="agentgate")))
+    assert job.kwargs["context"] == "agentgate"
 
 
 def test_check_suite_rerequest_reevaluates_its_prs():

@@ -80,7 +80,7 @@ def github_webhook():  # type: ignore[no-untyped-def]
     if event == "ping":
         return _answer(200, "pong", event, zen=payload.get("zen"))
     try:
-        jobs = route_github(event, payload)
+        jobs = route_github(event, payload, ctx.settings.status_context)
     except (TypeError, AttributeError, ValueError, LookupError):
         # A payload of the right event but the wrong shape: a client error, not ours.
         return _answer(400, "malformed", event, message="payload does not have the documented shape")
