@@ -259,14 +259,6 @@ def on_workflow_run(*, platform: str, repo: str, installation_id: int | None, se
     return {"findings": len(hits), "pull_requests": numbers}
 
 
-def on_workflow_job(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, run_id: int | None,
-                    name: str, workflow_name: str, head_sha: str | None, head_branch: str | None, labels: list[str],
-                    delivery_id: str = "") -> dict[str, Any]:
-    # Jobs belong to a run judged at `workflow_run.requested`; a job adds no new actor, so nothing to do.
-    return {"ignored": "workflow jobs are judged through their run"}
-
-
 def _default_branch_policy(rt: runtime.Runtime, forge: Forge, default_branch: str | None) -> Policy:
     """The policy on the default branch: for actions outside a PR, never one an agent's branch carries."""
     sha = forge.branch_sha(default_branch or "main")

@@ -182,12 +182,9 @@ def _workflow_run(action: str, payload: dict[str, Any]) -> list[JobRequest]:
 
 @github_handler("workflow_job")
 def _workflow_job(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    if action != "queued":
-        return []
-    job = payload["workflow_job"]
-    return _job("on_workflow_job", payload, run_id=job.get("run_id"), name=job.get("name") or "",
-                workflow_name=job.get("workflow_name") or "", head_sha=job.get("head_sha"),
-                head_branch=job.get("head_branch"), labels=list(job.get("labels") or []))
+    # A job belongs to a run, judged once at `workflow_run.requested` (who triggered it, which event);
+    # a job adds no new actor, so a queued job per CI job would only cost work.
+    return []
 
 
 @github_handler("check_suite")
