@@ -14,15 +14,42 @@ from redis.retry import Retry
 KEY_PREFIX = "agentgate:"
 
 
+# Few, quick retries: the receiver must answer 503 fast rather than hang when Redis is gone.
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30,
+                                   "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)}
+
+
 def connect(url: str | None) -> redis.Redis:
-    """A Redis client for `url`, or the embedded store when no URL is configured (dev only)."""
+    """A Redis client for `url`, or the embedded store when no URL is configured (dev only).
+
+    `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` asks Sentinel for the current
+    primary of `service` (and follows a failover); any other URL is redis-py's own `from_url`."""
+    if url and url.startswith("redis+sentinel://"):
+        return _sentinel(url)
     if url:
-        # Few, quick retries: the receiver must answer 503 fast rather than hang when Redis is gone.
-        return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30,
-                                    retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
+        return redis.Redis.from_url(url, **_CLIENT_OPTIONS)
     import fakeredis  # only dev mode needs it
 
     return fakeredis.FakeRedis(server=_embedded_server())
+
+
+def _sentinel(url: str) -> redis.Redis:
+    from urllib.parse import unquote, urlsplit
+
+    from redis.sentinel import Sentinel
+
+    parts = urlsplit(url)
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a Sentinel URL names the service: redis+sentinel://host:26379/mymaster[/db]")
+    hosts = []
+    for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = hostport.rpartition(":")
+        hosts.append((host or hostport, int(port) if host else 26379))
+    password = unquote(parts.password) if parts.password else None
+    sentinel = Sentinel(hosts, socket_timeout=2, sentinel_kwargs={"password": password} if password else None)
+    return sentinel.master_for(path[0], redis_class=redis.Redis, db=int(path[1]) if len(path) > 1 else 0,
+                               password=password, **_CLIENT_OPTIONS)
 
 
 _EMBEDDED: Any = None
