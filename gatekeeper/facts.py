@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -117,20 +117,6 @@ class PullRequestFacts:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class EventFacts:
-    """The delivery that caused an evaluation: who did what, on which platform."""
-
-    platform: str  # github | gitlab
-    event: str
-    action: str | None
-    delivery_id: str
-    repo: str | None
-    sender: Actor | None
-    installation_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

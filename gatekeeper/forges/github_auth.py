@@ -105,13 +105,6 @@ class InstallationTokens:
         expires = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00")).timestamp()
         return IssuedToken(token=data["token"], expires_at=expires)
 
-    def revoke(self, token: str) -> None:
-        try:
-            self.session.delete(f"{self.api_url}/installation/token",
-                                headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT)
-        except requests.RequestException:
-            pass  # an unrevoked token still expires within the hour
-
 
 def _message(resp: requests.Response) -> str:
     try:
