@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from gatekeeper.settings import Settings
 
@@ -119,6 +120,38 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 1 if isinstance(policy, InvalidPolicy) else 0
 
 
+def _when(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import redis
+
+    from gatekeeper import audit, store
+
+    settings = Settings.from_env()
+    kinds = {"automated": {"bot", "agent"}}.get(args.kind, {args.kind}) if args.kind else None
+    try:
+        conn = store.connect(settings.redis_url)
+        entries = audit.query(conn, since=args.since, until=args.until, repo=args.repo, kinds=kinds,
+                              actor=args.actor, event=args.event, limit=args.limit)
+        if args.format == "table":
+            for e in entries:
+                print(f"{e.at}  {e.repo}  {e.actor} ({e.actor_kind}{', via ' + e.via_app if e.via_app else ''})  "
+                      f"{e.event}{'.' + e.action if e.action else ''}  {e.target}  {e.detail}")
+        else:
+            for line in audit.export(entries, args.format):
+                sys.stdout.write(line)
+    except redis.RedisError as exc:
+        print(f"agentgate audit: cannot read the audit log from Redis: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentgate", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -144,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="agent-pr", help="sample scenario name, or 'all'")
     p.add_argument("--all", dest="scenario", action="store_const", const="all")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("audit", help="query and export the audit log (agents' actions apart from humans')")
+    p.add_argument("--kind", choices=["agent", "bot", "human", "automated"],
+                   help="actor kind (automated: bots and agents)")
+    p.add_argument("--actor", help="one login")
+    p.add_argument("--repo", help="owner/name")
+    p.add_argument("--event", help="a webhook event name, e.g. issue_comment")
+    p.add_argument("--since", type=_when, help="ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00Z")
+    p.add_argument("--until", type=_when)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--format", choices=["table", "jsonl", "csv"], default="table")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("check-config", help="validate .agentgate.yml files")
     p.add_argument("paths", nargs="+", metavar="PATH")

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import urllib.parse
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -14,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 
-from gatekeeper import metrics
+from gatekeeper import audit, metrics
 from gatekeeper.queueing import EnqueueFailed
 from gatekeeper.routing import route_github
 from gatekeeper.store import key
@@ -84,8 +85,10 @@ def github_webhook():  # type: ignore[no-untyped-def]
     except (TypeError, AttributeError, ValueError, LookupError):
         # A payload of the right event but the wrong shape: a client error, not ours.
         return _answer(400, "malformed", event, message="payload does not have the documented shape")
-    if not jobs:
-        return _answer(202, "ignored", event)
+    try:
+        entry = audit.entry_from_github(event, payload, delivery, datetime.now(UTC))
+    except (TypeError, AttributeError, ValueError, LookupError):
+        return _answer(400, "malformed", event, message="payload does not have the documented shape")
     seen = key("delivery", "github", delivery)
     try:
         if not ctx.conn.set(seen, "", nx=True, ex=DELIVERY_TTL_SECONDS):
@@ -96,15 +99,20 @@ def github_webhook():  # type: ignore[no-untyped-def]
                 return _answer(202, "requeued", event, jobs=requeued)
             return _answer(200, "duplicate", event)
         try:
-            job_ids = ctx.queue.enqueue_all("github", delivery, jobs)
+            job_ids = ctx.queue.enqueue_all("github", delivery, jobs) if jobs else []
         except EnqueueFailed:
             # Forget the delivery so GitHub's redelivery is processed.
             ctx.conn.delete(seen)
             raise
-        ctx.conn.set(seen, ",".join(job_ids), ex=DELIVERY_TTL_SECONDS)
+        pipe = ctx.conn.pipeline()
+        pipe.set(seen, ",".join(job_ids), ex=DELIVERY_TTL_SECONDS)
+        audit.record(pipe, entry)  # every action, agents' apart from humans' by actor kind
+        pipe.execute()
     except (redis.RedisError, EnqueueFailed):
         log.warning("could not enqueue delivery %s", delivery)
         return _answer(503, "unavailable", event, message="queue unavailable; redeliver later")
+    if not jobs:
+        return _answer(202, "ignored", event)
     return _answer(202, "queued", event, jobs=job_ids)
 
 
