@@ -89,6 +89,16 @@ def _detail(event: str, payload: dict[str, Any]) -> str:
     return ""
 
 
+def record_own(conn: redis.Redis, repo: str, action: str, target: str, detail: str) -> None:
+    """What agentgate itself did (a status, a removed label, a deployment review, its comment)."""
+    try:
+        record(conn, AuditEntry(at=datetime.now(UTC).isoformat(timespec="milliseconds"), platform="github",
+                                delivery="", event="agentgate", action=action, repo=repo, actor="agentgate",
+                                actor_kind="bot", target=target, detail=detail[:SNIPPET]))
+    except redis.RedisError:
+        pass  # the action happened; losing its log line must not undo or repeat it
+
+
 def record(conn: redis.Redis, entry: AuditEntry) -> None:
     conn.xadd(STREAM, entry.to_dict(), maxlen=MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from rq import Queue, get_current_job
 
-from gatekeeper import chains, findings, gather, jobs, metrics, runtime
+from gatekeeper import audit, chains, findings, gather, jobs, metrics, runtime
 from gatekeeper.facts import Actor, ActorKind, RecordedFinding
 from gatekeeper.forges.base import Forge, ForgeError
 from gatekeeper.forges.github_auth import (
@@ -223,6 +223,7 @@ def on_label(*, platform: str, repo: str, installation_id: int | None, sender: A
                         at or "", extra_subject=label)
             if hits and policy.chains.remove_bot_labels:
                 forge.remove_label(number, label)
+                audit.record_own(rt.conn, repo, "remove_label", f"#{number}", f"{label} (applied by {who.login})")
         else:
             # A human applying the same label approves the action.
             _lift_confirmed(rt, forge, number, who, label=label)
@@ -374,6 +375,7 @@ def on_deployment_protection_rule(*, platform: str, repo: str, installation_id: 
     comment = f"{reason.message}. {reason.unblock or ''} {rt.settings.public_url}/decisions/{decision_id}".strip()
     # The rejection is the stop; the decision page linked from GitHub's deployment view says why.
     forge.review_deployment(run_id, environment, state, comment)
+    audit.record_own(rt.conn, repo, f"deployment_{state}", environment, f"run {run_id}: {reason.message}")
     return {"decision": decision_id, "state": state}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from rq import Queue, get_current_job
 
-from gatekeeper import decisions, enforcement, findings, gather, metrics, runtime
+from gatekeeper import audit, decisions, enforcement, findings, gather, metrics, runtime
 from gatekeeper.decision import evaluate_pull_request as decide_pull_request
 from gatekeeper.decisions import DecisionRecord
 from gatekeeper.facts import PullRequestFacts, RecordedFinding
@@ -160,6 +160,7 @@ def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, descripti
     if not force and conn.get(last_key) == wanted.encode():
         return False
     forge.set_status(sha, state, shorten(description, 140), target_url, context)
+    audit.record_own(conn, forge.repo, "status", sha, f"{state}: {description}")
     pipe = conn.pipeline()
     pipe.set(last_key, wanted, ex=30 * 24 * 3600)
     # The state alone, for questions like "did agentgate pass the PR this merge commit came from?"
@@ -180,6 +181,7 @@ def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, tex
     # Without a remembered id (first comment, or the store lost it) look for ours before creating one.
     comment_id = int(existing) if existing is not None else forge.find_comment(number, enforcement.COMMENT_MARKER)
     comment_id = forge.upsert_comment(number, enforcement.comment_body(shown), comment_id)
+    audit.record_own(conn, forge.repo, "comment", f"#{number}", f"{section} section updated")
     pipe = conn.pipeline()
     pipe.set(id_key, comment_id, ex=180 * 24 * 3600)
     pipe.hset(sections_key, section, text)

@@ -578,3 +578,21 @@ def test_requester_found_in_the_issue_history_without_the_delivery(world):
     gate.work()
     assert status_posts(state, HEAD)[-1]["state"] == "pending"
     assert ("GET", f"/repos/{REPO}/issues/3/events") in calls(state)
+
+
+def test_agentgate_own_actions_are_audited(world):
+    """What agentgate did (removed a bot's label, posted the status, commented) is in the audit log, next to
+    the bot's action that caused it."""
+    from gatekeeper import audit
+
+    state, gate, pr = world
+    state.set_labels(REPO, 7, ["automerge"])
+    gate.deliver("pull_request", label_payload(pr, "automerge", _bot("renovate[bot]")))
+    gate.work()
+    entries = list(audit.query(redis.Redis.from_url(E2E_REDIS_URL)))
+    assert [(e.actor, e.actor_kind, e.event, e.action) for e in entries] == [
+        ("renovate[bot]", "bot", "pull_request", "labeled"),
+        ("agentgate", "bot", "agentgate", "remove_label"),
+        ("agentgate", "bot", "agentgate", "status"),
+        ("agentgate", "bot", "agentgate", "comment"),
+    ]
