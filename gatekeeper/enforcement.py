@@ -52,3 +52,21 @@ def comment_body(sections: dict[str, str]) -> str:
     order = ["chains", "policy-preview"]
     parts = [sections[name] for name in order if sections.get(name)]
     return "\n\n---\n\n".join([COMMENT_MARKER + "\n" + parts[0], *parts[1:]]) if parts else COMMENT_MARKER
+
+
+# A check run is completed with a conclusion; waiting for a human is "action required".
+CHECK_CONCLUSIONS = {"success": "success", "pending": "action_required", "failure": "failure", "error": "failure"}
+
+
+def check_run_summary(verdict: Verdict, details_url: str) -> str:
+    """The markdown a check run's page on GitHub shows: what would unblock it, then every reason."""
+    lines: list[str] = []
+    blocking = [r for r in verdict.reasons if r.outcome is not Outcome.SUCCESS]
+    if blocking:
+        lines += ["**What would unblock it**", ""]
+        lines += [f"- {r.unblock or r.message}" for r in sorted(blocking, key=lambda r: -r.outcome.severity)]
+        lines.append("")
+    lines += ["**Every reason**", ""]
+    lines += [f"- `{r.outcome.value}` {r.message} (`{r.code}`)" for r in verdict.reasons]
+    lines += ["", f"[The decision, with the facts it used]({details_url})"]
+    return "\n".join(lines)

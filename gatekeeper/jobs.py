@@ -112,6 +112,8 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
         target = f"{settings.public_url}/decisions/{decision_id}"
         posted = post_status(conn, forge, pr.head_sha, result.verdict.outcome.value, result.verdict.description(),
                              target, settings.status_context, force=force_status)
+        if settings.check_runs and posted:
+            post_check_run(conn, forge, pr.head_sha, result.verdict, target, settings.status_context)
         chain_text = _chain_section(conn, forge, number, result.open_findings, target, settings.status_context)
         if chain_text is not None:
             sync_comment(conn, forge, number, "chains", chain_text)
@@ -167,6 +169,18 @@ def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, descripti
     pipe.set(key("outcome", forge.repo, sha, context), state, ex=90 * 24 * 3600)
     pipe.execute()
     return True
+
+
+def post_check_run(conn: redis.Redis, forge: Forge, sha: str, verdict: Verdict, details_url: str,
+                   name: str) -> None:
+    """The optional check run of the same name, updated in place for a head (one per SHA)."""
+    id_key = key("check-run", forge.repo, sha, name)
+    existing = conn.get(id_key)
+    title = f"{verdict.outcome.value}: {verdict.description()}"
+    run_id = forge.upsert_check_run(sha, name, enforcement.CHECK_CONCLUSIONS[verdict.outcome.value], title,
+                                    enforcement.check_run_summary(verdict, details_url), details_url,
+                                    int(existing) if existing is not None else None)
+    conn.set(id_key, run_id, ex=30 * 24 * 3600)
 
 
 def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, text: str) -> None:

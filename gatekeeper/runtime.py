@@ -27,6 +27,8 @@ class Runtime:
             raise ForgeError(f"platform {platform!r} is not supported yet")
         if installation_id is None:
             raise ForgeError("the delivery names no App installation")
+        if self.settings.check_runs:
+            permissions = permissions | {"checks": "write"}
         from gatekeeper.forges.github import GitHubForge
 
         tokens = InstallationTokens(self.conn, app_id=str(self.settings.github_app_id),

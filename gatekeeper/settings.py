@@ -29,6 +29,8 @@ class Settings:
     status_context: str = "agentgate"
     web_workers: int = 1
     queue_name: str = "agentgate"
+    # Also post a check run of the same name, whose page on GitHub shows every reason (needs Checks: write).
+    check_runs: bool = False
     # Dev mode records the actions it would take instead of calling the platform.
     dry_run: bool = False
 
@@ -65,4 +67,5 @@ class Settings:
             public_url=(env.get("AGENTGATE_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
             status_context=env.get("AGENTGATE_STATUS_CONTEXT") or "agentgate",
             web_workers=max(1, workers),
+            check_runs=(env.get("AGENTGATE_CHECK_RUNS") or "").strip().lower() in ("1", "true", "yes", "on"),
         )

@@ -124,3 +124,25 @@ def test_org_policy_is_fetched_for_extends(gate, github):
     assert len(org_reads) == 1
     mints = [c.body for c in state.calls_matching("POST", r"/app/installations/\d+/access_tokens")]
     assert {"repositories": [".github"], "permissions": {"contents": "read", "metadata": "read"}} in mints
+
+
+def test_optional_check_run_shows_every_reason(gate, github):
+    """With AGENTGATE_CHECK_RUNS on, a check run of the same name accompanies the status: `action_required`
+    while waiting for an approval, `success` after it, updated in place, with the reasons as markdown."""
+    gate.env["AGENTGATE_CHECK_RUNS"] = "1"
+    state = github.state
+    pr = state.add_pull(REPO, 12, user=AGENT, head_sha="6" * 40, base_ref="main")
+    state.add_file(REPO, 12, "src/x.py")
+    state.set_permission(REPO, "maintainer", "write")
+    gate.deliver("pull_request", pr_payload(pr))
+    gate.work()
+    [run] = state.repo(REPO).check_runs.values()
+    assert run["name"] == "agentgate" and run["conclusion"] == "action_required"
+    assert "What would unblock it" in run["output"]["summary"]
+    review = state.add_review(REPO, 12, "maintainer", "APPROVED")
+    gate.deliver("pull_request_review", review_payload(pr, review))
+    gate.work()
+    [run] = state.repo(REPO).check_runs.values()
+    assert run["conclusion"] == "success"
+    mint = state.calls_matching("POST", r"/app/installations/\d+/access_tokens")[0]
+    assert mint.body["permissions"]["checks"] == "write"

@@ -95,6 +95,11 @@ class Forge(Protocol):
 
     def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None: ...
 
+    def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
+                         check_run_id: int | None) -> int:
+        """Create or update a completed check run; returns its id."""
+        ...
+
     # ---- acting on the action path
     def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
         """Edit our one comment on the PR in place (or create it); returns its id."""

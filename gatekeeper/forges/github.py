@@ -155,6 +155,18 @@ class GitHubForge:
                     raise  # deleted by someone: post a new one below
         return int(self._request("POST", f"/issues/{number}/comments", {"body": body})["id"])
 
+    def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
+                         check_run_id: int | None) -> int:
+        body = {"name": name, "head_sha": sha, "status": "completed", "conclusion": conclusion,
+                "details_url": details_url, "output": {"title": title[:255], "summary": summary[:65000]}}
+        if check_run_id is not None:
+            try:
+                return int(self._request("PATCH", f"/check-runs/{int(check_run_id)}", body)["id"])
+            except ForgeError as exc:
+                if exc.status != 404:
+                    raise
+        return int(self._request("POST", "/check-runs", body)["id"])
+
     def find_comment(self, number: int, marker: str) -> int | None:
         with self._calls():
             for comment in self._repo.get_issue(number).get_comments():

@@ -93,6 +93,12 @@ class RecordingForge:
         self._record("comment", number=number, comment_id=new_id, edited=comment_id is not None, body=body)
         return new_id
 
+    def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
+                         check_run_id: int | None) -> int:
+        new_id = check_run_id or int(self.conn.incr(key("dev", "check-run-ids")))
+        self._record("check_run", sha=sha, name=name, conclusion=conclusion, title=title, check_run_id=new_id)
+        return new_id
+
     def find_comment(self, number: int, marker: str) -> int | None:
         return None
 
