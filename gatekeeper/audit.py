@@ -111,6 +111,8 @@ def query(conn: redis.Redis, *, since: datetime | None = None, until: datetime |
     end = f"{int(until.timestamp() * 1000)}-18446744073709551615" if until else "+"
     names = {f.name for f in fields(AuditEntry)}
     found = 0
+    if limit is not None and limit <= 0:
+        return
     while True:
         page = conn.xrange(STREAM, min=start, max=end, count=1000)
         if not page:
@@ -139,9 +141,19 @@ def export(entries: Iterator[AuditEntry], fmt: str) -> Iterator[str]:
     writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(AuditEntry)], lineterminator="\n")
     writer.writeheader()
     for entry in entries:
-        writer.writerow(entry.to_dict())
+        writer.writerow({k: _cell(v) for k, v in entry.to_dict().items()})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
     if buffer.getvalue():
         yield buffer.getvalue()
+
+
+def _cell(value: str) -> str:
+    """A CSV cell that a spreadsheet will not run: details are written by agents (comments, labels)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def printable(value: str) -> str:
+    """For a terminal: no control characters from agent-written text."""
+    return "".join(ch if ch.isprintable() else " " for ch in value)

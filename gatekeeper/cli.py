@@ -141,8 +141,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
                               actor=args.actor, event=args.event, limit=args.limit)
         if args.format == "table":
             for e in entries:
-                print(f"{e.at}  {e.repo}  {e.actor} ({e.actor_kind}{', via ' + e.via_app if e.via_app else ''})  "
-                      f"{e.event}{'.' + e.action if e.action else ''}  {e.target}  {e.detail}")
+                print(audit.printable(
+                    f"{e.at}  {e.repo}  {e.actor} ({e.actor_kind}{', via ' + e.via_app if e.via_app else ''})  "
+                    f"{e.event}{'.' + e.action if e.action else ''}  {e.target}  {e.detail}"))
         else:
             for line in audit.export(entries, args.format):
                 sys.stdout.write(line)

@@ -19,7 +19,7 @@ from gatekeeper.facts import PullRequestFacts, RecordedFinding
 from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
 from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy
-from gatekeeper.queueing import waiting_key
+from gatekeeper.queueing import JOB_TIMEOUT, RETRY, waiting_key
 from gatekeeper.settings import Settings
 from gatekeeper.store import key
 from gatekeeper.store import text as store_text
@@ -93,15 +93,17 @@ def evaluate_pull_request(
 def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int, trigger: str, sender: Any,
                   delivery_id: str, force_status: bool = False, known: KnownPull | None = None,
                   installation_id: int | None = None) -> dict[str, Any]:
-    """Evaluate and act. `known` is the PR and its policy when the calling job just read them: reusing
-    them is safe, since a head that moved meanwhile is caught (HeadMoved) while reading commits."""
+    """Evaluate and act. `known` is the PR and its policy when the calling job just read them: the
+    policy is reused when the PR still targets the same branch (the PR itself is read again)."""
     conn, settings = rt.conn, rt.settings
     with pr_lock(conn, platform, forge.repo, number):
-        pr = known[0] if known else forge.get_pull_request(number)
+        # Always read the PR under the lock: a copy read before it may miss a retarget, a label, a draft.
+        pr = forge.get_pull_request(number)
         if pr.state != "open":
             return {"skipped": f"pull request is {pr.state}"}
+        policy = known[1] if known and known[0].base_ref == pr.base_ref else None
         try:
-            result = assess(conn, settings, forge, pr, policy=known[1] if known else None)
+            result = assess(conn, settings, forge, pr, policy=policy)
         except gather.HeadMoved as moved:
             return {"skipped": str(moved)}  # the push's own `synchronize` delivery evaluates the new head
         for task in gather.task_numbers(pr.body):
@@ -112,7 +114,7 @@ def evaluate_with(rt: runtime.Runtime, forge: Forge, platform: str, number: int,
         target = f"{settings.public_url}/decisions/{decision_id}"
         posted = post_status(conn, forge, pr.head_sha, result.verdict.outcome.value, result.verdict.description(),
                              target, settings.status_context, force=force_status)
-        if settings.check_runs and posted:
+        if settings.check_runs:
             post_check_run(conn, forge, pr.head_sha, result.verdict, target, settings.status_context)
         chain_text = _chain_section(conn, forge, number, result.open_findings, target, settings.status_context)
         if chain_text is not None:
@@ -133,7 +135,7 @@ def schedule_evaluation(rt: runtime.Runtime, platform: str, repo: str, number: i
                         job_id: str, seconds: int) -> None:
     """Evaluate a PR again later (RQ's scheduler runs in every worker); one job id, so no pile-up."""
     Queue(rt.settings.queue_name, connection=rt.conn).enqueue_in(
-        timedelta(seconds=seconds + 1), evaluate_pull_request, job_id=job_id,
+        timedelta(seconds=seconds + 1), evaluate_pull_request, job_id=job_id, job_timeout=JOB_TIMEOUT, retry=RETRY,
         kwargs={"platform": platform, "repo": repo, "number": number, "installation_id": installation_id,
                 "trigger": "scheduled"})
 
@@ -174,13 +176,19 @@ def post_status(conn: redis.Redis, forge: Forge, sha: str, state: str, descripti
 def post_check_run(conn: redis.Redis, forge: Forge, sha: str, verdict: Verdict, details_url: str,
                    name: str) -> None:
     """The optional check run of the same name, updated in place for a head (one per SHA)."""
-    id_key = key("check-run", forge.repo, sha, name)
-    existing = conn.get(id_key)
+    id_key, shown_key = key("check-run", forge.repo, sha, name), key("check-run-shown", forge.repo, sha, name)
     title = f"{verdict.outcome.value}: {verdict.description()}"
+    summary = enforcement.check_run_summary(verdict, details_url)
+    wanted = gather.fingerprint(title, summary)
+    if conn.get(shown_key) == wanted.encode():
+        return  # its own fingerprint: a failed post is retried even when the status did not change
+    existing = conn.get(id_key)
     run_id = forge.upsert_check_run(sha, name, enforcement.CHECK_CONCLUSIONS[verdict.outcome.value], title,
-                                    enforcement.check_run_summary(verdict, details_url), details_url,
-                                    int(existing) if existing is not None else None)
-    conn.set(id_key, run_id, ex=30 * 24 * 3600)
+                                    summary, details_url, int(existing) if existing is not None else None)
+    pipe = conn.pipeline()
+    pipe.set(id_key, run_id, ex=30 * 24 * 3600)
+    pipe.set(shown_key, wanted, ex=30 * 24 * 3600)
+    pipe.execute()
 
 
 def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, text: str) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from gatekeeper.routing import EVALUATE_PR, JobRequest
-from gatekeeper.store import key
+from gatekeeper.store import key, text
+
+log = logging.getLogger(__name__)
 
 # Backoff for transient failures (platform 5xx, rate limits, Redis blips). Jobs are idempotent.
 RETRY = Retry(max=5, interval=[5, 20, 60, 180, 600])
@@ -38,7 +42,7 @@ class JobQueue:
                 job_id = f"{platform}-{delivery}-{job.name or index}"
                 if job.func == EVALUATE_PR:
                     slot = waiting_key(platform, str(job.kwargs.get("repo")), int(job.kwargs.get("number") or 0))
-                    if not self.queue.connection.set(slot, job_id, nx=True, ex=COALESCE_SECONDS):
+                    if not self._claim(slot, job_id):
                         continue  # an evaluation of this PR is already waiting to start
                     claimed.append(slot)
                 self.queue.enqueue(
@@ -52,17 +56,34 @@ class JobQueue:
                     description=job.description,
                 )
                 ids.append(job_id)
-        except redis.RedisError as exc:
+        except Exception as exc:
             self._release(claimed)  # or the redelivery would be coalesced into a job that never was
             raise EnqueueFailed(str(exc)) from exc
         return ids
+
+    def _claim(self, slot: str, job_id: str) -> bool:
+        """Take the PR's waiting slot, or find it held by a job that is really still waiting."""
+        conn = self.queue.connection
+        if conn.set(slot, job_id, nx=True, ex=COALESCE_SECONDS):
+            return True
+        holder = conn.get(slot)
+        try:
+            waiting = holder is not None and Job.fetch(text(holder), connection=conn).get_status() in (
+                JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+        except NoSuchJobError:
+            waiting = False
+        if waiting:
+            return False
+        # The holder was lost (a failover, a crash between slot and job): this delivery takes over.
+        conn.set(slot, job_id, ex=COALESCE_SECONDS)
+        return True
 
     def _release(self, slots: list[str]) -> None:
         try:
             if slots:
                 self.queue.connection.delete(*slots)
-        except redis.RedisError:
-            pass  # they expire after COALESCE_SECONDS
+        except Exception:  # noqa: BLE001 - best effort; they expire after COALESCE_SECONDS
+            log.warning("could not release %d evaluation slot(s)", len(slots))
 
     def requeue_failed(self, job_ids: list[str]) -> list[str]:
         """Put jobs that failed for good back on the queue; returns the ids requeued."""

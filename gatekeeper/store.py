@@ -22,8 +22,9 @@ _CLIENT_OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout"
 def connect(url: str | None) -> redis.Redis:
     """A Redis client for `url`, or the embedded store when no URL is configured (dev only).
 
-    `redis+sentinel://[:password@]host:port[,host:port...]/service[/db]` asks Sentinel for the current
-    primary of `service` (and follows a failover); any other URL is redis-py's own `from_url`."""
+    `redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db][?sentinel_password=...]`
+    asks Sentinel for the current primary of `service` (and follows a failover); any other URL is
+    redis-py's own `from_url`."""
     if url and url.startswith("redis+sentinel://"):
         return _sentinel(url)
     if url:
@@ -34,7 +35,7 @@ def connect(url: str | None) -> redis.Redis:
 
 
 def _sentinel(url: str) -> redis.Redis:
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import parse_qs, unquote, urlsplit
 
     from redis.sentinel import Sentinel
 
@@ -46,10 +47,14 @@ def _sentinel(url: str) -> redis.Redis:
     for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
         host, _, port = hostport.rpartition(":")
         hosts.append((host or hostport, int(port) if host else 26379))
+    # The URL's credentials are the primary's; Sentinel's own password, if any, is `?sentinel_password=`.
     password = unquote(parts.password) if parts.password else None
-    sentinel = Sentinel(hosts, socket_timeout=2, sentinel_kwargs={"password": password} if password else None)
+    username = unquote(parts.username) if parts.username else None
+    sentinel_password = next(iter(parse_qs(parts.query).get("sentinel_password", [])), None)
+    sentinel = Sentinel(hosts, socket_timeout=2,
+                        sentinel_kwargs={"password": sentinel_password} if sentinel_password else None)
     return sentinel.master_for(path[0], redis_class=redis.Redis, db=int(path[1]) if len(path) > 1 else 0,
-                               password=password, **_CLIENT_OPTIONS)
+                               username=username, password=password, **_CLIENT_OPTIONS)
 
 
 _EMBEDDED: Any = None

@@ -72,3 +72,19 @@ def test_cli_reports_unreachable_redis(monkeypatch, capsys):
     monkeypatch.setenv("AGENTGATE_REDIS_URL", "redis://127.0.0.1:1/0")
     assert cli.main(["audit"]) == 2
     assert "cannot read the audit log" in capsys.readouterr().err
+
+
+def test_csv_cells_cannot_run_as_formulas():
+    """Agent-written text (comments, labels) starting like a formula is quoted in CSV exports."""
+    entry = audit.AuditEntry(at="t", platform="github", delivery="d", event="issue_comment", action="created",
+                             repo="o/r", actor="bot", actor_kind="bot", detail='=HYPERLINK("http://x")')
+    [csv_text] = ["".join(audit.export(iter([entry]), "csv"))]
+    assert "'=HYPERLINK" in csv_text
+    assert audit.printable("a\x1b[31mb\nc") == "a [31mb c"
+
+
+def test_limit_zero_returns_nothing(redis_conn):
+    """`--limit 0` means no rows."""
+    audit.record(redis_conn, audit.AuditEntry(at="t", platform="github", delivery="d", event="push", action="",
+                                              repo="o/r", actor="a", actor_kind="agent"))
+    assert list(audit.query(redis_conn, limit=0)) == []

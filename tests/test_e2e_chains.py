@@ -92,8 +92,9 @@ BASE_POLICY = [  # the policy of PR #7: at its base branch's head
     ("GET", f"/repos/{REPO}/branches/main"),
     ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
 ]
-# What a chain job adds to evaluate PR #7 after judging: the PR, its policy and files it already read.
+# What a chain job adds to evaluate PR #7 after judging: it reuses the policy and files it already read.
 AFTER_JUDGING = [
+    ("GET", f"/repos/{REPO}/pulls/7"),  # read again under the PR's lock
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
     ("GET", f"/repos/{REPO}/issues/7"),
@@ -181,8 +182,9 @@ def test_human_automerge_label_is_allowed(world):
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         *BASE_POLICY,
         ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),  # could it confirm a bot's label?
+        ("GET", f"/repos/{REPO}/pulls/7"),
         ("GET", f"/repos/{REPO}/pulls/7/files"),
-        *AFTER_JUDGING,
+        *AFTER_JUDGING[1:],
     ]
     assert state.repo(REPO).labels[7] == ["automerge"]
     assert status_posts(state, HEAD)[-1]["state"] == "pending"
@@ -207,7 +209,7 @@ def test_workflow_dispatched_by_an_agent_fails_its_pr(world):
         ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
         ("GET", f"/repos/{REPO}/pulls/7/files"),  # did the PR change the workflow that ran?
         *EVALUATION[:2],
-        *AFTER_JUDGING,
+        *AFTER_JUDGING[1:],
         ("GET", f"/repos/{REPO}/issues/7/comments"),
         ("POST", f"/repos/{REPO}/issues/7/comments"),
     ]

@@ -267,3 +267,13 @@ def test_burst_for_one_pr_coalesces_into_one_waiting_evaluation(client, redis_co
     redis_conn.delete(waiting_key("github", "Codertocat/Hello-World", 2))  # what the job does on start
     post(client, _pr_opened(), delivery="after-start")
     assert len(queued(redis_conn)) == 2
+
+
+def test_slot_of_a_lost_evaluation_is_taken_over(client, redis_conn):
+    """If the evaluation a PR's deliveries were coalesced into is gone (a failover, a crash), the next
+    delivery queues a new one instead of being dropped."""
+    from gatekeeper.queueing import waiting_key
+
+    redis_conn.set(waiting_key("github", "Codertocat/Hello-World", 2), "github-lost-job-0", ex=600)
+    assert post(client, _pr_opened(), delivery="after-loss").json["result"] == "queued"
+    assert [j.id for j in queued(redis_conn)] == ["github-after-loss-0"]

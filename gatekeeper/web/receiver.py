@@ -65,6 +65,22 @@ def _parse_body(body: bytes, content_type: str) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+# Deliveries that say nothing about an actor's choice: other systems' statuses and checks, job progress.
+_NOT_ACTIONS = frozenset({"status", "workflow_job", "check_run", "check_suite"})
+
+
+def _audit_entry(event: str, payload: dict[str, Any], delivery: str, routed: bool) -> audit.AuditEntry | None:
+    """What goes in the audit log: every delivery agentgate acts on, and any other action by a bot or
+    agent. Never in the way of enforcement: an entry it cannot build is skipped, not an error."""
+    try:
+        entry = audit.entry_from_github(event, payload, delivery, datetime.now(UTC))
+    except (TypeError, AttributeError, ValueError, LookupError):
+        return None
+    if routed or (entry.actor_kind in ("bot", "agent") and event not in _NOT_ACTIONS):
+        return entry
+    return None
+
+
 @blueprint.post("/webhooks/github")
 def github_webhook():  # type: ignore[no-untyped-def]
     ctx = _ctx()
@@ -85,10 +101,7 @@ def github_webhook():  # type: ignore[no-untyped-def]
     except (TypeError, AttributeError, ValueError, LookupError):
         # A payload of the right event but the wrong shape: a client error, not ours.
         return _answer(400, "malformed", event, message="payload does not have the documented shape")
-    try:
-        entry = audit.entry_from_github(event, payload, delivery, datetime.now(UTC))
-    except (TypeError, AttributeError, ValueError, LookupError):
-        return _answer(400, "malformed", event, message="payload does not have the documented shape")
+    entry = _audit_entry(event, payload, delivery, bool(jobs))
     seen = key("delivery", "github", delivery)
     try:
         if not ctx.conn.set(seen, "", nx=True, ex=DELIVERY_TTL_SECONDS):
@@ -104,13 +117,15 @@ def github_webhook():  # type: ignore[no-untyped-def]
             # Forget the delivery so GitHub's redelivery is processed.
             ctx.conn.delete(seen)
             raise
-        pipe = ctx.conn.pipeline()
-        pipe.set(seen, ",".join(job_ids), ex=DELIVERY_TTL_SECONDS)
-        audit.record(pipe, entry)  # every action, agents' apart from humans' by actor kind
-        pipe.execute()
+        ctx.conn.set(seen, ",".join(job_ids), ex=DELIVERY_TTL_SECONDS)
     except (redis.RedisError, EnqueueFailed):
         log.warning("could not enqueue delivery %s", delivery)
         return _answer(503, "unavailable", event, message="queue unavailable; redeliver later")
+    if entry is not None:
+        try:
+            audit.record(ctx.conn, entry)  # agents' actions apart from humans', by actor kind
+        except redis.RedisError:
+            log.warning("could not write the audit entry for delivery %s", delivery)  # the jobs are queued
     if not jobs:
         return _answer(202, "ignored", event)
     return _answer(202, "queued", event, jobs=job_ids)
