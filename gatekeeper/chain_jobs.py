@@ -277,7 +277,7 @@ def _report(rt: runtime.Runtime, repo: str, subject: str, sha: str, hits: list[c
 
 def on_push(*, platform: str, repo: str, installation_id: int | None, sender: Any,
                 default_branch: str | None = None, ref: str, after: str | None,
-            before: str | None, forced: bool, created: bool, pusher: str | None,
+            before: str | None, forced: bool, pusher: str | None,
             commits: list[dict[str, Any]], policy_changed: bool = False,
             delivery_id: str = "") -> dict[str, Any]:
     rt = runtime.current()

@@ -218,7 +218,7 @@ def _push(action: str, payload: dict[str, Any]) -> list[JobRequest]:
         return []
     return _job("on_push", payload, ref=ref.removeprefix("refs/heads/"), after=payload.get("after"),
                 before=payload.get("before"), forced=bool(payload.get("forced")),
-                created=bool(payload.get("created")), pusher=(payload.get("pusher") or {}).get("name"),
+                pusher=(payload.get("pusher") or {}).get("name"),
                 commits=[{"id": c.get("id"), "message": str(c.get("message") or "")[:4096],
                           "author": (c.get("author") or {}).get("username")}
                          for c in (payload.get("commits") or [])[:50]],

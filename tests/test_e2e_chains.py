@@ -100,6 +100,20 @@ AFTER_JUDGING = [
     ("GET", f"/repos/{REPO}/issues/7"),
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
 ]
+# A first evaluation of PR #7 (approved by maintainer) that a finding fails, with its first comment.
+APPROVED_PR_FLAGGED = [
+    ("GET", f"/repos/{REPO}/pulls/7"),
+    ("GET", f"/repos/{REPO}/branches/main"),
+    ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
+    ("GET", f"/repos/{REPO}/pulls/7/files"),
+    ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+    ("GET", f"/repos/{REPO}/pulls/7/commits"),
+    ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
+    ("GET", f"/repos/{REPO}/issues/7"),
+    ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
+    ("GET", f"/repos/{REPO}/issues/7/comments"),
+    ("POST", f"/repos/{REPO}/issues/7/comments"),
+]
 EVALUATION = [  # a first evaluation of PR #7 once its policy is cached
     ("GET", f"/repos/{REPO}/pulls/7"),
     ("GET", f"/repos/{REPO}/branches/main"),
@@ -331,15 +345,7 @@ def test_status_forged_by_a_human_fails_too(world):
         ("GET", "/app"),  # is it our own status?
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # whose head is this commit?
-        *BASE_POLICY,
-        ("GET", f"/repos/{REPO}/pulls/7/files"),
-        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
-        ("GET", f"/repos/{REPO}/pulls/7/commits"),
-        ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
-        ("GET", f"/repos/{REPO}/issues/7"),
-        ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
-        ("GET", f"/repos/{REPO}/issues/7/comments"),
-        ("POST", f"/repos/{REPO}/issues/7/comments"),
+        *APPROVED_PR_FLAGGED,
     ]
 
 
@@ -366,15 +372,7 @@ def test_approval_edited_by_someone_else_is_tampering(world):
     assert only["state"] == "failure" and "mallory" in only["description"]
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
-        *BASE_POLICY,
-        ("GET", f"/repos/{REPO}/pulls/7/files"),
-        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
-        ("GET", f"/repos/{REPO}/pulls/7/commits"),
-        ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
-        ("GET", f"/repos/{REPO}/issues/7"),
-        ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
-        ("GET", f"/repos/{REPO}/issues/7/comments"),
-        ("POST", f"/repos/{REPO}/issues/7/comments"),
+        *APPROVED_PR_FLAGGED,
     ]
 
 
