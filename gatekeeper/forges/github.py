@@ -120,14 +120,9 @@ class GitHubForge:
             ]
 
     def get_permission(self, login: str) -> str:
-        try:
-            with self._calls():
-                _, data = self._repo.requester.requestJsonAndCheck(
-                    "GET", f"{self._repo.url}/collaborators/{urllib.parse.quote(login)}/permission")
-        except ForgeError as exc:
-            if exc.status == 404:
-                return "none"  # not a collaborator, or no such user
-            raise
+        data = self._request("GET", f"/collaborators/{urllib.parse.quote(login)}/permission", absent=(404,))
+        if data is None:
+            return "none"  # not a collaborator, or no such user
         # role_name tells maintain from write and triage from read; custom roles fall back to the base.
         role = str(data.get("role_name") or "")
         return role if role in PERMISSIONS else str(data.get("permission") or "none")
@@ -137,35 +132,32 @@ class GitHubForge:
             self._repo.get_commit(sha).create_status(state, target_url=target_url,
                                                       description=description, context=context)
 
-
-
     def _request(self, verb: str, path: str, body: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None) -> Any:
-        with self._calls():
-            _, data = self._repo.requester.requestJsonAndCheck(verb, f"{self._repo.url}{path}", input=body,
-                                                               parameters=params)
+                 params: dict[str, Any] | None = None, absent: tuple[int, ...] = ()) -> Any:
+        """One REST call under the repository. Statuses in `absent` mean "not there" and give None."""
+        try:
+            with self._calls():
+                _, data = self._repo.requester.requestJsonAndCheck(verb, f"{self._repo.url}{path}", input=body,
+                                                                   parameters=params)
+        except ForgeError as exc:
+            if exc.status in absent:
+                return None
+            raise
         return data
 
     def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
-        if comment_id is not None:
-            try:
-                return int(self._request("PATCH", f"/issues/comments/{comment_id}", {"body": body})["id"])
-            except ForgeError as exc:
-                if not exc.status == 404:
-                    raise  # deleted by someone: post a new one below
-        return int(self._request("POST", f"/issues/{number}/comments", {"body": body})["id"])
+        # A comment someone deleted (404) is posted anew.
+        edited = (self._request("PATCH", f"/issues/comments/{comment_id}", {"body": body}, absent=(404,))
+                  if comment_id is not None else None)
+        return int((edited or self._request("POST", f"/issues/{number}/comments", {"body": body}))["id"])
 
     def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
                          check_run_id: int | None) -> int:
         body = {"name": name, "head_sha": sha, "status": "completed", "conclusion": conclusion,
                 "details_url": details_url, "output": {"title": title[:255], "summary": summary[:65000]}}
-        if check_run_id is not None:
-            try:
-                return int(self._request("PATCH", f"/check-runs/{int(check_run_id)}", body)["id"])
-            except ForgeError as exc:
-                if exc.status != 404:
-                    raise
-        return int(self._request("POST", "/check-runs", body)["id"])
+        edited = (self._request("PATCH", f"/check-runs/{int(check_run_id)}", body, absent=(404,))
+                  if check_run_id is not None else None)
+        return int((edited or self._request("POST", "/check-runs", body))["id"])
 
     def find_comment(self, number: int, marker: str) -> int | None:
         with self._calls():
@@ -176,11 +168,8 @@ class GitHubForge:
         return None
 
     def remove_label(self, number: int, label: str) -> None:
-        try:
-            self._request("DELETE", f"/issues/{number}/labels/{urllib.parse.quote(label, safe='')}")
-        except ForgeError as exc:
-            if not exc.status == 404:
-                raise  # already gone is what we wanted
+        # Already gone (404) is what we wanted.
+        self._request("DELETE", f"/issues/{number}/labels/{urllib.parse.quote(label, safe='')}", absent=(404,))
 
     def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None:
         self._request("POST", f"/actions/runs/{int(run_id)}/deployment_protection_rule",
@@ -193,39 +182,24 @@ class GitHubForge:
                  "merge_commit_sha": p.get("merge_commit_sha")} for p in data or []]
 
     def get_workflow_run(self, run_id: int) -> dict[str, Any] | None:
-        try:
-            return dict(self._request("GET", f"/actions/runs/{int(run_id)}"))
-        except ForgeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        data = self._request("GET", f"/actions/runs/{int(run_id)}", absent=(404,))
+        return dict(data) if data is not None else None
 
     def get_commit(self, sha: str) -> RawCommit | None:
-        try:
-            raw = self._request("GET", f"/commits/{urllib.parse.quote(sha)}")
-        except ForgeError as exc:
-            if exc.status in (404, 422):  # 422: "No commit found for SHA"
-                return None
-            raise
+        # 422: "No commit found for SHA".
+        raw = self._request("GET", f"/commits/{urllib.parse.quote(sha)}", absent=(404, 422))
+        if raw is None:
+            return None
         return RawCommit(raw["sha"], (raw.get("commit") or {}).get("message") or "", raw.get("author"),
                          raw.get("committer"))
 
     def branch_sha(self, branch: str) -> str | None:
-        try:
-            data = self._request("GET", f"/branches/{urllib.parse.quote(branch, safe='')}")
-        except ForgeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str((data.get("commit") or {}).get("sha") or "") or None
+        data = self._request("GET", f"/branches/{urllib.parse.quote(branch, safe='')}", absent=(404,))
+        return str(((data or {}).get("commit") or {}).get("sha") or "") or None
 
     def get_issue(self, number: int) -> dict[str, Any] | None:
-        try:
-            return dict(self._request("GET", f"/issues/{int(number)}"))
-        except ForgeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        data = self._request("GET", f"/issues/{int(number)}", absent=(404,))
+        return dict(data) if data is not None else None
 
     def issue_events(self, number: int) -> list[dict[str, Any]]:
         try:
