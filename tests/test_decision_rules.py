@@ -12,17 +12,15 @@ from gatekeeper.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts
 from gatekeeper.identity import classify
 from gatekeeper.policy import InvalidPolicy, Policy, load_policy
 from gatekeeper.verdict import Outcome
+from tests.policies import AGENT, HUMAN
+from tests.policies import policy as shared_policy
 
 HEAD, OLD = "a" * 40, "b" * 40
-AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
 BOT = classify("dependabot[bot]", account_type="Bot")
-HUMAN = classify("octocat", account_type="User")
 
 
 def policy(text: str) -> Policy:
-    loaded = load_policy("version: 1\n" + text, source="test.yml")
-    assert isinstance(loaded, Policy), loaded
-    return loaded
+    return shared_policy(text, source="test.yml")
 
 
 def pr(author=AGENT, base="main", files=("src/app.py",), reviews=(), head_ref="agent/x", **kw) -> PullRequestFacts:

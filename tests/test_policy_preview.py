@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from gatekeeper.decision import evaluate_pull_request
 from gatekeeper.facts import ChangedFile, PullRequestFacts, Review
-from gatekeeper.identity import classify
-from gatekeeper.policy import DEFAULT_POLICY, Policy, load_policy
+from gatekeeper.policy import DEFAULT_POLICY, load_policy
 from gatekeeper.policy.preview import Flip, PolicyPreview, preview, render_markdown, widening
 from gatekeeper.verdict import Outcome
+from tests.policies import AGENT, HUMAN, policy
 
 HEAD = "a" * 40
-AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
-HUMAN = classify("octocat", account_type="User")
-
-
-def policy(text: str) -> Policy:
-    loaded = load_policy("version: 1\n" + text, source=".agentgate.yml")
-    assert isinstance(loaded, Policy), loaded
-    return loaded
 
 
 def pr(number: int, author=AGENT, base="main", files=("src/app.py",), reviews=(), title="Change") -> PullRequestFacts:
