@@ -14,10 +14,10 @@ import json
 import random
 import time
 
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.facts import Actor, ActorKind, ChangedFile, Commit, PullRequestFacts, Review
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import Actor, ActorKind, ChangedFile, Commit, PullRequestFacts, Review
+from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import Policy, load_policy
-from gatekeeper.verdict import Outcome
 
 RULES = 50
 FILES = 300

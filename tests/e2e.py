@@ -74,22 +74,29 @@ class Agentgate:
 
 
 @contextmanager
-def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path) -> Iterator[Agentgate]:
+def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path, *, app_credentials: bool = True,
+                      fresh_redis: bool = True) -> Iterator[Agentgate]:
+    """`agentgate serve` against the fake. `app_credentials=False` starts it without the App id and
+    key (a web process that was given only the webhook secret); `fresh_redis=False` shares whatever
+    another running agentgate keeps in the E2E Redis instead of flushing it on start and stop."""
     conn = redis.Redis.from_url(E2E_REDIS_URL)
-    conn.flushdb()
+    if fresh_redis:
+        conn.flushdb()
     key_file = tmp_path / "app.pem"
     key_file.write_text(private_key_pem)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | {
-        "AGENTGATE_REDIS_URL": E2E_REDIS_URL,
+    credentials = {
         "AGENTGATE_GITHUB_APP_ID": str(APP_ID),
         "AGENTGATE_GITHUB_PRIVATE_KEY_PATH": str(key_file),
+    } if app_credentials else {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | credentials | {
+        "AGENTGATE_REDIS_URL": E2E_REDIS_URL,
         "AGENTGATE_GITHUB_WEBHOOK_SECRET": f"old-secret,{SECRET}",
         "AGENTGATE_GITHUB_API_URL": fake.url,
         "AGENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "AGENTGATE_WEB_WORKERS": "2",
     }
-    log_path = tmp_path / "serve.log"
+    log_path = tmp_path / f"serve-{port}.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([agentgate_bin(), "serve", "--port", str(port)], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -103,7 +110,8 @@ def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path) ->
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-        conn.flushdb()
+        if fresh_redis:
+            conn.flushdb()
 
 
 def _wait_ready(url: str, server: subprocess.Popen[str], log_path: Path) -> None:

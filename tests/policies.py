@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatekeeper.identity import classify
+from gatekeeper.core.identity import classify
 from gatekeeper.policy import Policy, load_policy
 
 AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from gatekeeper import audit, cli
+from gatekeeper.cli import main as cli
+from gatekeeper.state import audit
 from gatekeeper.web import create_app
 from tests.conftest import TEST_REDIS_URL, github_fixture
 from tests.test_receiver import post

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.chains import (
+from gatekeeper.core.chains import (
     MAX_BODY_CHARS,
     UNSCANNED,
     ChainFinding,
@@ -21,10 +21,10 @@ from gatekeeper.chains import (
     judge_label,
     judge_workflow_run,
 )
-from gatekeeper.identity import classify
+from gatekeeper.core.identity import classify
+from gatekeeper.core.verdict import Outcome, Reason
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.model import DEFAULT_POLICY, ChainAllow, ChainPolicy
-from gatekeeper.verdict import Outcome, Reason
 
 AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
 BOT = classify("ci-helper[bot]", account_type="Bot")

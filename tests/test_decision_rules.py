@@ -7,11 +7,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
-from gatekeeper.identity import classify
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
+from gatekeeper.core.identity import classify
+from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import InvalidPolicy, Policy, load_policy
-from gatekeeper.verdict import Outcome
 from tests.policies import AGENT, HUMAN
 from tests.policies import policy as shared_policy
 

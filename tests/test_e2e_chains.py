@@ -578,7 +578,7 @@ def test_requester_found_in_the_issue_history_without_the_delivery(world):
 def test_agentgate_own_actions_are_audited(world):
     """What agentgate did (removed a bot's label, posted the status, commented) is in the audit log, next to
     the bot's action that caused it."""
-    from gatekeeper import audit
+    from gatekeeper.state import audit
 
     state, gate, pr = world
     state.set_labels(REPO, 7, ["automerge"])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gatekeeper.routing import route_github
+from gatekeeper.forges.github.webhooks import route_github
 from tests.conftest import GITHUB_FIXTURES
 
 FIXTURES = sorted(GITHUB_FIXTURES.glob("*.json"))
@@ -47,9 +47,9 @@ PR_FIXTURES = [p for p in FIXTURES if p.stem.split(".")[0] in ("pull_request", "
 def test_pull_request_fixture_becomes_facts(path):
     """Every pull_request and pull_request_review example becomes platform-neutral facts: the author's
     kind, the head SHA, base and head refs and labels are read from the payload as GitHub sends them."""
-    from gatekeeper.facts import ActorKind
+    from gatekeeper.cli.simulate import facts_from_github
+    from gatekeeper.core.facts import ActorKind
     from gatekeeper.policy import DEFAULT_POLICY
-    from gatekeeper.simulate import facts_from_github
 
     payload = json.loads(path.read_text())
     pr = payload["pull_request"]

@@ -1,7 +1,7 @@
 """Recognising bots and agents, and keeping them apart from humans."""
 
-from gatekeeper.facts import ActorKind
-from gatekeeper.identity import classify, classify_github_user, has_ai_trailer
+from gatekeeper.core.facts import ActorKind
+from gatekeeper.core.identity import classify, classify_github_user, has_ai_trailer
 
 
 def test_platform_bot_flag_and_suffix():

@@ -10,9 +10,10 @@ import jwt
 import pytest
 import responses
 
-from gatekeeper import jobs, runtime
-from gatekeeper.forges.base import ForgeError
-from gatekeeper.store import key
+from gatekeeper.forges.port import ForgeError
+from gatekeeper.state.store import key
+from gatekeeper.worker import pipeline as jobs
+from gatekeeper.worker import runtime
 from tests import github_api as gh
 from tests.keys import app_key_pair
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gatekeeper.normalize import command_readings, normalize_command_text, scannable_lines
+from gatekeeper.core.text import command_readings, normalize_command_text, scannable_lines
 
 
 def test_zero_width_and_format_characters_are_dropped():

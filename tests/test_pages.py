@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from gatekeeper import decisions
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.decisions import DecisionRecord
-from gatekeeper.facts import ChangedFile, PullRequestFacts, Review
-from gatekeeper.identity import classify
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import ChangedFile, PullRequestFacts, Review
+from gatekeeper.core.identity import classify
+from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.policy import DEFAULT_POLICY
 from gatekeeper.policy.preview import Flip, PolicyPreview, render_markdown
-from gatekeeper.verdict import Outcome, Reason, Verdict
+from gatekeeper.state import decisions
+from gatekeeper.state.decisions import DecisionRecord
 from gatekeeper.web import create_app
 from gatekeeper.web.pages import render_markdown as page_markdown
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.cli import main
+from gatekeeper.cli.main import main
 from gatekeeper.policy import DEFAULT_POLICY, ConfigError, InvalidPolicy, Policy, load_policy
 from gatekeeper.policy.load import check_policy, org_refs
 

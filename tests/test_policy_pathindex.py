@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatekeeper.facts import ChangedFile
+from gatekeeper.core.facts import ChangedFile
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.model import SENSITIVE_PATHS
 from gatekeeper.policy.pathindex import PathIndex

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.facts import ChangedFile, PullRequestFacts, Review
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import ChangedFile, PullRequestFacts, Review
+from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import DEFAULT_POLICY, load_policy
 from gatekeeper.policy.preview import Flip, PolicyPreview, preview, render_markdown, widening
-from gatekeeper.verdict import Outcome
 from tests.policies import AGENT, HUMAN, policy
 
 HEAD = "a" * 40

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.cli import main
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.facts import ChangedFile, Commit, PullRequestFacts, Review
-from gatekeeper.identity import classify
+from gatekeeper.cli.main import main
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import ChangedFile, Commit, PullRequestFacts, Review
+from gatekeeper.core.identity import classify
+from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import DEFAULT_POLICY, Policy, load_policy
 from gatekeeper.policy.presets import PRESET_NAMES, preset_text
-from gatekeeper.verdict import Outcome
 
 RULES = Path(__file__).parent.parent / "rules"
 HEAD = "a" * 40

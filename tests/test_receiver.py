@@ -8,8 +8,8 @@ import pytest
 import redis
 from rq import Queue
 
-from gatekeeper import store
 from gatekeeper.settings import Settings
+from gatekeeper.state import store
 from gatekeeper.web import create_app
 from tests.conftest import SECRET, github_fixture, sign
 
@@ -45,7 +45,7 @@ def test_signed_pull_request_is_queued_with_primitive_arguments(client, redis_co
     assert resp.status_code == 202
     assert resp.json["result"] == "queued"
     [job] = queued(redis_conn)
-    assert job.func_name == "gatekeeper.jobs.evaluate_pull_request"
+    assert job.func_name == "gatekeeper.worker.pipeline.evaluate_pull_request"
     assert job.kwargs == {"platform": "github", "installation_id": 42, "repo": "Codertocat/Hello-World",
                           "sender": "Codertocat", "number": 2, "trigger": "pull_request.opened",
                           "delivery_id": "d-1"}
@@ -259,7 +259,7 @@ def test_gitlab_token_is_checked(redis_conn):
 def test_burst_for_one_pr_coalesces_into_one_waiting_evaluation(client, redis_conn):
     """While an evaluation of a PR waits in the queue, more deliveries about it add no job: the waiting
     one reads fresh state when it starts. Once it started, the next delivery queues a new one."""
-    from gatekeeper.queueing import waiting_key
+    from gatekeeper.state.queue import waiting_key
 
     for n in range(3):
         assert post(client, _pr_opened(), delivery=f"burst-{n}").status_code == 202
@@ -272,7 +272,7 @@ def test_burst_for_one_pr_coalesces_into_one_waiting_evaluation(client, redis_co
 def test_slot_of_a_lost_evaluation_is_taken_over(client, redis_conn):
     """If the evaluation a PR's deliveries were coalesced into is gone (a failover, a crash), the next
     delivery queues a new one instead of being dropped."""
-    from gatekeeper.queueing import waiting_key
+    from gatekeeper.state.queue import waiting_key
 
     redis_conn.set(waiting_key("github", "Codertocat/Hello-World", 2), "github-lost-job-0", ex=600)
     assert post(client, _pr_opened(), delivery="after-loss").json["result"] == "queued"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatekeeper.routing import route_github
+from gatekeeper.forges.github.webhooks import route_github
 from tests.conftest import github_fixture
 
 
@@ -22,7 +22,7 @@ def test_comment_on_pr_goes_to_comment_job():
     payload = _fixture("issue_comment.created.1")
     payload["issue"]["pull_request"] = {"url": "x"}
     job = _only(route_github("issue_comment", payload))
-    assert job.func == "gatekeeper.chain_jobs.on_comment"
+    assert job.func == "gatekeeper.worker.handlers.on_comment"
     assert job.kwargs["is_pull_request"] is True
     assert job.kwargs["body"] == payload["comment"]["body"]
     assert job.kwargs["author"]["login"] == payload["comment"]["user"]["login"]
@@ -46,7 +46,7 @@ def test_app_acting_for_user_is_kept():
 def test_label_goes_to_label_job():
     """pull_request.labeled carries the label and who applied it."""
     job = _only(route_github("pull_request", _fixture("pull_request.labeled.1")))
-    assert job.func == "gatekeeper.chain_jobs.on_label"
+    assert job.func == "gatekeeper.worker.handlers.on_label"
     assert job.kwargs["label"] and job.kwargs["sender"]["login"]
 
 
@@ -55,21 +55,21 @@ def test_review_body_is_judged_like_a_comment():
     payload = _fixture("pull_request_review.submitted.1")
     payload["review"]["body"] = "bors r+"
     funcs = [j.func for j in route_github("pull_request_review", payload)]
-    assert funcs == ["gatekeeper.jobs.evaluate_pull_request", "gatekeeper.chain_jobs.on_comment"]
+    assert funcs == ["gatekeeper.worker.pipeline.evaluate_pull_request", "gatekeeper.worker.handlers.on_comment"]
 
 
 def test_title_body_and_draft_changes_reevaluate():
     """Rules read titles, bodies and draft state, so every edit and draft conversion re-evaluates."""
     for action in ("edited", "converted_to_draft"):
         payload = _fixture("pull_request.opened.1", action=action)
-        assert _only(route_github("pull_request", payload)).func == "gatekeeper.jobs.evaluate_pull_request"
+        assert _only(route_github("pull_request", payload)).func == "gatekeeper.worker.pipeline.evaluate_pull_request"
 
 
 def test_review_edited_by_someone_else_is_tampering():
     """A review edited by someone other than its author queues the tampering job (it also evaluates)."""
     payload = _fixture("pull_request_review.submitted.1", action="edited", sender={"login": "mallory", "type": "User"})
     funcs = [j.func for j in route_github("pull_request_review", payload)]
-    assert funcs == ["gatekeeper.chain_jobs.on_tampering"]  # which evaluates, with the finding recorded
+    assert funcs == ["gatekeeper.worker.handlers.on_tampering"]  # which evaluates, with the finding recorded
 
 
 def test_workflow_run_carries_triggering_actor():
@@ -116,7 +116,7 @@ def test_check_suite_rerequest_reevaluates_its_prs():
 def test_issue_assigned_records_requester():
     """Assigning an issue goes to the requester job."""
     job = _only(route_github("issues", _fixture("issues.assigned.1")))
-    assert job.func == "gatekeeper.chain_jobs.on_assigned"
+    assert job.func == "gatekeeper.worker.handlers.on_assigned"
 
 
 def test_app_manifest_subscribes_to_every_routed_event():
@@ -124,7 +124,7 @@ def test_app_manifest_subscribes_to_every_routed_event():
     import json
     from pathlib import Path
 
-    from gatekeeper.routing import _GITHUB
+    from gatekeeper.forges.github.webhooks import _GITHUB
 
     manifest = json.loads((Path(__file__).parents[1] / "deploy" / "github-app-manifest.json").read_text())
     assert set(manifest["default_events"]) == set(_GITHUB)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.facts import ChangedFile, Commit, PullRequestFacts, Review
-from gatekeeper.identity import classify
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import ChangedFile, Commit, PullRequestFacts, Review
+from gatekeeper.core.identity import classify
+from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import DEFAULT_POLICY, ConfigError, InvalidPolicy
-from gatekeeper.verdict import Outcome
 
 HEAD, OLD = "a" * 40, "b" * 40
 AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")

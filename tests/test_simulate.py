@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gatekeeper.cli import main
-from gatekeeper.facts import ActorKind
+from gatekeeper.cli.main import main
+from gatekeeper.cli.simulate import ReviewSpec, SimulationError, facts_from_github
+from gatekeeper.core.facts import ActorKind
 from gatekeeper.policy import DEFAULT_POLICY
-from gatekeeper.simulate import ReviewSpec, SimulationError, facts_from_github
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 RULES = Path(__file__).parent.parent / "rules"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gatekeeper import store
+from gatekeeper.state import store
 
 
 def _free_port() -> int:

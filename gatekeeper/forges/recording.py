@@ -10,8 +10,8 @@ from typing import Any
 
 import redis
 
-from gatekeeper.forges.base import Action, PullRequestInfo, RawCommit, RawFile, RawReview
-from gatekeeper.store import key
+from gatekeeper.forges.port import Action, PullRequestInfo, RawCommit, RawFile, RawReview
+from gatekeeper.state.store import key
 
 ACTIONS_KEY = key("dev", "actions")
 MAX_ACTIONS = 200

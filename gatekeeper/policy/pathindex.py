@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import reduce
 from operator import and_, attrgetter, or_
 
-from gatekeeper.facts import ChangedFile
+from gatekeeper.core.facts import ChangedFile
 from gatekeeper.policy.globs import GlobSet, PathMatcher
 
 _MEMO_LIMIT = 65536

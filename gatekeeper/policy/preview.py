@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gatekeeper.decision import evaluate_pull_request, rule_summary
-from gatekeeper.facts import PERMISSIONS, PullRequestFacts
+from gatekeeper.core.decide import evaluate_pull_request, rule_summary
+from gatekeeper.core.facts import PERMISSIONS, PullRequestFacts
+from gatekeeper.core.verdict import Outcome, Verdict
 from gatekeeper.policy.model import InvalidPolicy, Policy, Rule
-from gatekeeper.verdict import Outcome, Verdict
 
 
 @dataclass(frozen=True)

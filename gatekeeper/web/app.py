@@ -8,9 +8,9 @@ import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from gatekeeper import store
-from gatekeeper.queueing import JobQueue
 from gatekeeper.settings import Settings
+from gatekeeper.state import store
+from gatekeeper.state.queue import JobQueue
 
 MAX_BODY_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB; anything larger is not from it
 

@@ -12,9 +12,9 @@ from flask import Blueprint, Response, abort, current_app, g, jsonify, render_te
 from markupsafe import Markup, escape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gatekeeper import decisions
 from gatekeeper.forges.recording import recorded_actions
-from gatekeeper.metrics import StoreCollector
+from gatekeeper.state import decisions
+from gatekeeper.state.metrics import StoreCollector
 
 blueprint = Blueprint("pages", __name__)
 _DECISION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")

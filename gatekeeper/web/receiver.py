@@ -15,11 +15,11 @@ from flask import Blueprint, current_app, jsonify, request
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 
-from gatekeeper import audit, metrics
-from gatekeeper.queueing import EnqueueFailed
-from gatekeeper.routing import route_github
-from gatekeeper.store import key
-from gatekeeper.store import text as store_text
+from gatekeeper.forges.github.webhooks import route_github
+from gatekeeper.state import audit, metrics
+from gatekeeper.state.queue import EnqueueFailed
+from gatekeeper.state.store import key
+from gatekeeper.state.store import text as store_text
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("receiver", __name__)

@@ -372,9 +372,18 @@ def get_branch(branch: str) -> dict[str, Any]:
 @route("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls", 200,
        (("pull_requests", "contents"), "read"))
 def list_pulls_for_commit(commit_sha: str) -> Any:
+    # GitHub: "Lists the merged pull request that introduced the commit to the repository. If the
+    # commit is not present in the default branch, will only return open pull requests associated
+    # with the commit." A merged PR introduced its merge commit (``merge_commit_sha``) and the commits
+    # it carried; a closed, unmerged PR introduced nothing and is no longer listed.
     repo = g.repo
+
+    def carries(n: int, p: dict[str, Any]) -> bool:
+        return p["head"]["sha"] == commit_sha or any(c["sha"] == commit_sha for c in repo.commits.get(n, []))
+
     prs = [p for n, p in sorted(repo.pulls.items())
-           if p["head"]["sha"] == commit_sha or any(c["sha"] == commit_sha for c in repo.commits.get(n, []))]
+           if ((p.get("merged") or p.get("merged_at")) and (p.get("merge_commit_sha") == commit_sha or carries(n, p)))
+           or (p.get("state", "open") == "open" and carries(n, p))]
     page, headers = paginate(prs)
     return [render.pull(_state(), g.base, repo, p, simple=True) for p in page], headers
 
@@ -599,7 +608,7 @@ def get_issue_event(event_id: int) -> dict[str, Any]:
 def list_timeline(issue_number: int) -> Any:
     _issue(issue_number)
     page, headers = paginate(g.repo.timeline.get(issue_number, []))
-    return [render.issue_event(g.base, g.repo, e) for e in page], headers
+    return [render.timeline_event(_state(), g.base, g.repo, e) for e in page], headers
 
 
 # -- routes: checks and actions --------------------------------------------------------------------

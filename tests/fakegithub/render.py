@@ -275,6 +275,25 @@ def issue_event(base: str, repo: Repo, e: dict[str, Any]) -> dict[str, Any]:
             **e, "actor": user(base, e.get("actor") or "ghost")}
 
 
+def timeline_event(state: FakeState, base: str, repo: Repo, e: dict[str, Any]) -> dict[str, Any]:
+    """A timeline item. A ``cross-referenced`` event may be seeded with ``source: {"issue": N}`` (the
+    number of the issue or pull request in this repository whose text referenced this one); it is
+    rendered the way GitHub shows it, ``source: {"type": "issue", "issue": <the full issue object>}``,
+    with ``updated_at`` defaulted to ``created_at``."""
+    if e.get("event") == "cross-referenced":
+        source = dict(e.get("source") or {})
+        number = source.get("issue")
+        if isinstance(number, int) and repo.has_issue(number):
+            source = {"type": source.get("type", "issue"), "issue": issue(state, base, repo, number)}
+        created = e.get("created_at") or "2024-01-01T00:00:00Z"
+        out = {"event": "cross-referenced", "created_at": created, "updated_at": e.get("updated_at") or created,
+               **{k: v for k, v in e.items() if k not in ("source", "actor", "id")}, "source": source}
+        if e.get("actor") is not None:
+            out["actor"] = user(base, e["actor"])
+        return out
+    return issue_event(base, repo, e)
+
+
 def app(state: FakeState, base: str) -> dict[str, Any]:
     """The "integration" object for this App (as shown on check runs)."""
     return {"id": int(state.app_id), "slug": state.app_slug, "node_id": node_id("App", int(state.app_id)),

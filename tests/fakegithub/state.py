@@ -141,6 +141,7 @@ class Repo:
         shas = set(self.extra_shas) | set(self.branches.values())
         for pr in self.pulls.values():
             shas.update(pr.get(side, {}).get("sha", "") for side in ("head", "base"))
+            shas.add(pr.get("merge_commit_sha") or "")  # a merged PR's merge commit exists too
         shas.update(c["sha"] for cs in self.commits.values() for c in cs)
         shas.update(r.get("head_sha", "") for r in self.workflow_runs.values())
         shas.update(ref for ref in self.contents if re.fullmatch(r"[0-9a-f]{40}", ref))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gatekeeper.facts import PullRequestFacts, RecordedFinding, permission_at_least
-from gatekeeper.verdict import Outcome, Reason, Verdict
+from gatekeeper.core.facts import PullRequestFacts, RecordedFinding, permission_at_least
+from gatekeeper.core.verdict import Outcome, Reason, Verdict
 
 COMMENT_MARKER = "<!-- agentgate:pr-comment -->"
 

@@ -12,8 +12,8 @@ import requests
 from github import Auth, Github, GithubException
 from github.GithubRetry import GithubRetry
 
-from gatekeeper.facts import PERMISSIONS
-from gatekeeper.forges.base import FileTooLarge, ForgeError, PullRequestInfo, RawCommit, RawFile, RawReview
+from gatekeeper.core.facts import PERMISSIONS
+from gatekeeper.forges.port import FileTooLarge, ForgeError, PullRequestInfo, RawCommit, RawFile, RawReview
 
 # GitHub returns at most 3000 files for a pull request.
 FILES_CAP = 3000

@@ -9,8 +9,8 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from gatekeeper.routing import EVALUATE_PR, JobRequest
-from gatekeeper.store import key, text
+from gatekeeper.forges.github.webhooks import EVALUATE_PR, JobRequest
+from gatekeeper.state.store import key, text
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gatekeeper.store import key, text
+from gatekeeper.state.store import key, text
 
 _COUNTERS = key("metrics", "counters")
 

@@ -11,22 +11,25 @@ from typing import Any
 
 from rq import Queue, get_current_job
 
-from gatekeeper import audit, chains, findings, gather, jobs, metrics, runtime
-from gatekeeper.facts import Actor, ActorKind, RecordedFinding
-from gatekeeper.forges.base import Forge, ForgeError
-from gatekeeper.forges.github_auth import (
+from gatekeeper.core import chains
+from gatekeeper.core.facts import Actor, ActorKind, RecordedFinding
+from gatekeeper.core.identity import KNOWN_AGENTS, classify, has_ai_trailer
+from gatekeeper.core.verdict import Outcome, Reason, Verdict
+from gatekeeper.forges.github.auth import (
     DEPLOY_PERMISSIONS,
     EVALUATE_PERMISSIONS,
     LABEL_PERMISSIONS,
     InstallationTokens,
     app_slug,
 )
-from gatekeeper.identity import KNOWN_AGENTS, classify, has_ai_trailer
+from gatekeeper.forges.port import Forge, ForgeError
 from gatekeeper.policy import DEFAULT_POLICY, InvalidPolicy, Policy
-from gatekeeper.queueing import JOB_TIMEOUT, RETRY
-from gatekeeper.store import key
-from gatekeeper.store import text as store_text
-from gatekeeper.verdict import Outcome, Reason, Verdict
+from gatekeeper.state import audit, findings, metrics
+from gatekeeper.state.queue import JOB_TIMEOUT, RETRY
+from gatekeeper.state.store import key
+from gatekeeper.state.store import text as store_text
+from gatekeeper.worker import gather, runtime
+from gatekeeper.worker import pipeline as jobs
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +325,8 @@ def _reevaluate_open_pulls(rt: runtime.Runtime, forge: Forge, platform: str, ins
     queue = Queue(rt.settings.queue_name, connection=rt.conn)
     for pull in forge.list_open_pulls(100):
         if pull.base_ref == branch:
-            queue.enqueue("gatekeeper.jobs.evaluate_pull_request", job_id=f"policy-{after[:12]}-{pull.number}",
+            queue.enqueue("gatekeeper.worker.pipeline.evaluate_pull_request",
+                          job_id=f"policy-{after[:12]}-{pull.number}",
                           kwargs={"platform": platform, "repo": forge.repo, "number": pull.number,
                                   "installation_id": installation_id, "trigger": "push.policy_changed"},
                           retry=RETRY, job_timeout=JOB_TIMEOUT)

@@ -8,8 +8,8 @@ from dataclasses import asdict
 
 import redis
 
-from gatekeeper.facts import RecordedFinding
-from gatekeeper.store import key
+from gatekeeper.core.facts import RecordedFinding
+from gatekeeper.state.store import key
 
 TTL_SECONDS = 90 * 24 * 3600
 

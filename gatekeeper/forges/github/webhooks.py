@@ -21,7 +21,7 @@ class JobRequest:
         return f"{self.func.rsplit('.', 1)[-1]} {self.kwargs.get('repo', '')}#{self.kwargs.get('number', '')}"
 
 
-EVALUATE_PR = "gatekeeper.jobs.evaluate_pull_request"
+EVALUATE_PR = "gatekeeper.worker.pipeline.evaluate_pull_request"
 POLICY_FILE = ".agentgate.yml"  # routing stays import-light: the same name as gatekeeper.policy.POLICY_PATH
 
 Handler = Callable[[str, dict[str, Any]], list[JobRequest]]
@@ -113,7 +113,7 @@ def _pull_request_review(action: str, payload: dict[str, Any]) -> list[JobReques
 
 # ---- The whole action path: comments, labels, workflows, deployments, merge queues, pushes, statuses.
 
-CHAIN_JOBS = "gatekeeper.chain_jobs"
+CHAIN_JOBS = "gatekeeper.worker.handlers"
 MAX_BODY_CHARS = 65536  # commands are judged on the first 64 KB; the job records that it cut
 
 

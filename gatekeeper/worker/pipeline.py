@@ -12,18 +12,20 @@ from typing import Any
 import redis
 from rq import Queue, get_current_job
 
-from gatekeeper import audit, decisions, enforcement, findings, gather, metrics, runtime
-from gatekeeper.decision import evaluate_pull_request as decide_pull_request
-from gatekeeper.decisions import DecisionRecord
-from gatekeeper.facts import PullRequestFacts, RecordedFinding
-from gatekeeper.forges.base import Forge, ForgeError, PullRequestInfo
-from gatekeeper.forges.github_auth import EVALUATE_PERMISSIONS
+from gatekeeper.core import enforcement
+from gatekeeper.core.decide import evaluate_pull_request as decide_pull_request
+from gatekeeper.core.facts import PullRequestFacts, RecordedFinding
+from gatekeeper.core.verdict import Outcome, Verdict, shorten
+from gatekeeper.forges.github.auth import EVALUATE_PERMISSIONS
+from gatekeeper.forges.port import Forge, ForgeError, PullRequestInfo
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy
-from gatekeeper.queueing import JOB_TIMEOUT, RETRY, waiting_key
 from gatekeeper.settings import Settings
-from gatekeeper.store import key
-from gatekeeper.store import text as store_text
-from gatekeeper.verdict import Outcome, Verdict, shorten
+from gatekeeper.state import audit, decisions, findings, metrics
+from gatekeeper.state.decisions import DecisionRecord
+from gatekeeper.state.queue import JOB_TIMEOUT, RETRY, waiting_key
+from gatekeeper.state.store import key
+from gatekeeper.state.store import text as store_text
+from gatekeeper.worker import gather, runtime
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ def _logging(verbose: bool = False) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gatekeeper.serve import run_gunicorn
+    from gatekeeper.cli.serve import run_gunicorn
 
     settings = Settings.from_env(host=args.host, port=args.port)
     if not settings.github_webhook_secrets and not settings.gitlab_webhook_secret:
@@ -33,7 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from rq import Queue, SimpleWorker
 
-    from gatekeeper import runtime, store
+    from gatekeeper.state import store
+    from gatekeeper.worker import runtime
 
     _logging(args.verbose)
     settings = Settings.from_env()
@@ -41,8 +42,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     runtime.configure(runtime.Runtime(settings, conn))
     # Jobs run in this process (no fork per job): compiled policies and imports stay warm from one job
     # to the next. Job timeouts still apply (signals); a supervisor restarts a worker that dies.
-    import gatekeeper.chain_jobs  # noqa: F401
-    import gatekeeper.jobs  # noqa: F401
+    import gatekeeper.worker.handlers  # noqa: F401
+    import gatekeeper.worker.pipeline  # noqa: F401
 
     worker = SimpleWorker([Queue(settings.queue_name, connection=conn)], connection=conn)
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
@@ -50,7 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from gatekeeper.dev import run_dev
+    from gatekeeper.cli.dev import run_dev
 
     _logging(args.verbose)
     settings = Settings.from_env(host=args.host, port=args.port, default_redis=None)
@@ -58,7 +59,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from gatekeeper.demo import replay
+    from gatekeeper.cli.demo import replay
 
     return replay(args.url.rstrip("/"), args.secret, args.scenario)
 
@@ -89,7 +90,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import json
 
-    from gatekeeper import simulate
+    from gatekeeper.cli import simulate
     from gatekeeper.policy import InvalidPolicy, load_policy
     from gatekeeper.policy.load import org_refs
 
@@ -131,7 +132,7 @@ def _when(value: str) -> datetime:
 def cmd_audit(args: argparse.Namespace) -> int:
     import redis
 
-    from gatekeeper import audit, store
+    from gatekeeper.state import audit, store
 
     settings = Settings.from_env()
     kinds = {"automated": {"bot", "agent"}}.get(args.kind, {args.kind}) if args.kind else None

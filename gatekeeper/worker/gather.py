@@ -11,14 +11,14 @@ from typing import Any
 
 import redis
 
-from gatekeeper.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
-from gatekeeper.forges.base import FileTooLarge, Forge, ForgeError, PullRequestInfo
-from gatekeeper.identity import classify_github_user
+from gatekeeper.core.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
+from gatekeeper.core.identity import classify_github_user
+from gatekeeper.forges.port import FileTooLarge, Forge, ForgeError, PullRequestInfo
 from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
 from gatekeeper.policy.load import org_refs
 from gatekeeper.policy.model import ConfigError
-from gatekeeper.store import key
-from gatekeeper.store import text as store_text
+from gatekeeper.state.store import key
+from gatekeeper.state.store import text as store_text
 
 POLICY_CACHE_SECONDS = 24 * 3600
 PERMISSION_CACHE_SECONDS = 120  # short: a revoked write permission must stop counting soon

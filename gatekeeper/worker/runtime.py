@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import redis
 
-from gatekeeper.forges.base import Forge, ForgeError
-from gatekeeper.forges.github_auth import ORG_POLICY_PERMISSIONS, InstallationTokens
+from gatekeeper.forges.github.auth import ORG_POLICY_PERMISSIONS, InstallationTokens
+from gatekeeper.forges.port import Forge, ForgeError
 from gatekeeper.settings import Settings
 
 
@@ -29,7 +29,7 @@ class Runtime:
             raise ForgeError("the delivery names no App installation")
         if self.settings.check_runs:
             permissions = permissions | {"checks": "write"}
-        from gatekeeper.forges.github import GitHubForge
+        from gatekeeper.forges.github.client import GitHubForge
 
         tokens = InstallationTokens(self.conn, app_id=str(self.settings.github_app_id),
                                     private_key=str(self.settings.github_private_key),

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from gatekeeper.store import key, text
+from gatekeeper.state.store import key, text
 
 DECISION_TTL_SECONDS = 90 * 24 * 3600
 

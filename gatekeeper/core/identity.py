@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gatekeeper.facts import Actor, ActorKind
+from gatekeeper.core.facts import Actor, ActorKind
 
 # Accounts AI coding agents act through on GitHub (as of 2026). Compared case-insensitively; the
 # `[bot]` suffix is optional so both the app's bot user and the display name match.

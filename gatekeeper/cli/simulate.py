@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gatekeeper.decision import evaluate_pull_request
-from gatekeeper.facts import PERMISSIONS, ChangedFile, PullRequestFacts, Review
-from gatekeeper.identity import classify, classify_github_user
+from gatekeeper.core.decide import evaluate_pull_request
+from gatekeeper.core.facts import PERMISSIONS, ChangedFile, PullRequestFacts, Review
+from gatekeeper.core.identity import classify, classify_github_user
+from gatekeeper.core.verdict import Verdict
 from gatekeeper.policy import InvalidPolicy, Policy
-from gatekeeper.verdict import Verdict
 
 SUPPORTED_EVENTS = ("pull_request", "pull_request_review")
 

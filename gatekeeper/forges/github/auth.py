@@ -19,8 +19,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gatekeeper.forges.base import ForgeError
-from gatekeeper.store import key, text
+from gatekeeper.forges.port import ForgeError
+from gatekeeper.state.store import key, text
 
 REFRESH_MARGIN_SECONDS = 5 * 60  # never hand out a token that expires within five minutes
 HTTP_TIMEOUT = 10

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from gatekeeper.facts import ActorKind, PullRequestFacts, Review, permission_at_least
-from gatekeeper.identity import has_ai_trailer
+from gatekeeper.core.facts import ActorKind, PullRequestFacts, Review, permission_at_least
+from gatekeeper.core.identity import has_ai_trailer
+from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.model import Condition, InvalidPolicy, Policy, Rule
 from gatekeeper.policy.pathindex import PathSummary
 from gatekeeper.policy.patterns import PatternTimeout
-from gatekeeper.verdict import Outcome, Reason, Verdict
 
 DEFAULT_EVENT = "pull_request"
 _ADDITIONS, _DELETIONS = attrgetter("additions"), attrgetter("deletions")

@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from gatekeeper.identity import classify_github_user
-from gatekeeper.store import key, text
+from gatekeeper.core.identity import classify_github_user
+from gatekeeper.state.store import key, text
 
 STREAM = key("audit")
 MAX_ENTRIES = 1_000_000  # approximate cap (XADD MAXLEN ~)

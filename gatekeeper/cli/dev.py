@@ -8,9 +8,10 @@ from dataclasses import replace
 from rq import Queue, SimpleWorker
 from werkzeug.serving import make_server
 
-from gatekeeper import runtime, store
 from gatekeeper.settings import Settings
+from gatekeeper.state import store
 from gatekeeper.web import create_app
+from gatekeeper.worker import runtime
 
 
 def run_dev(settings: Settings, host: str, port: int, dev_secret: str) -> int:

@@ -26,11 +26,11 @@ from functools import lru_cache
 
 import regex
 
-from gatekeeper.facts import Actor, ActorKind, permission_at_least
-from gatekeeper.normalize import command_readings, normalize_command_text, scannable_lines
+from gatekeeper.core.facts import Actor, ActorKind, permission_at_least
+from gatekeeper.core.text import command_readings, normalize_command_text, scannable_lines
+from gatekeeper.core.verdict import Outcome, Reason
 from gatekeeper.policy.model import CI_EVENTS as model_CI_EVENTS
 from gatekeeper.policy.model import ChainAllow, ChainPolicy, Policy
-from gatekeeper.verdict import Outcome, Reason
 
 __all__ = [
     "CI_EVENTS",
