@@ -14,22 +14,21 @@ from gatekeeper.core.chains import (
     CommandHit,
     chain_reasons,
     find_commands,
-    human_confirms,
     is_tampering,
     judge_comment,
     judge_deployment,
     judge_label,
     judge_workflow_run,
 )
-from gatekeeper.core.identity import classify
 from gatekeeper.core.verdict import Outcome, Reason
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.model import DEFAULT_POLICY, ChainAllow, ChainPolicy
+from tests.policies import actor
 
-AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
-BOT = classify("ci-helper[bot]", account_type="Bot")
-DEPENDABOT = classify("dependabot[bot]", account_type="Bot")
-HUMAN = classify("octocat", account_type="User")
+AGENT = actor("copilot-swe-agent[bot]", "Bot")
+BOT = actor("ci-helper[bot]", "Bot")
+DEPENDABOT = actor("dependabot[bot]", "Bot")
+HUMAN = actor("octocat", "User")
 CHAINS = DEFAULT_POLICY.chains
 SRC = ["src/app.py"]
 
@@ -240,7 +239,7 @@ def test_allow_entry_is_for_its_actor_and_labels_only():
     policy = with_allow(DEPENDABOT_AUTOMERGE)
     assert judge_label(policy, BOT, "automerge", ["package-lock.json"]) != []
     assert judge_label(policy, DEPENDABOT, "deploy", ["package-lock.json"]) != []
-    impostor = classify("dependabott", bots=("dependabott",))
+    impostor = actor("dependabott", bots=("dependabott",))
     assert judge_label(policy, impostor, "automerge", ["package-lock.json"]) != []
 
 
@@ -321,9 +320,18 @@ def test_production_deploy_of_unapproved_agent_change_is_rejected():
 
 
 def test_production_deploy_of_approved_agent_change_is_approved():
-    """Once the agent's PR verdict is success, a human-started deployment goes ahead."""
-    state, reason = judge_deployment(DEFAULT_POLICY, "production", HUMAN, Outcome.SUCCESS, agent_involved=True)
+    """Once the agent's PR verdict is success with a human's counting approval, a human-started
+    deployment goes ahead."""
+    state, reason = judge_deployment(DEFAULT_POLICY, "production", HUMAN, Outcome.SUCCESS, agent_involved=True,
+                                     human_approved=True)
     assert (state, reason.outcome) == ("approved", Outcome.SUCCESS)
+
+
+def test_production_deploy_of_an_agent_change_nobody_approved_is_rejected():
+    """A passing verdict that needed no approval (the PR went into an unguarded branch) is not enough:
+    the deployment of an agent's change rests on a human's approval of it."""
+    state, reason = judge_deployment(DEFAULT_POLICY, "production", HUMAN, Outcome.SUCCESS, agent_involved=True)
+    assert (state, reason.code) == ("rejected", "deployment-unapproved-change")
 
 
 def test_unknown_verdict_is_rejected():
@@ -359,38 +367,6 @@ def test_human_deploy_without_agent_is_approved():
 # --- lifting, tampering, reasons -----------------------------------------------------------------------
 
 
-def test_human_repeating_the_command_lifts_it():
-    """A human repeating the same verb lifts a command finding; another verb or a bot does not."""
-    [finding] = judge_comment(DEFAULT_POLICY, AGENT, "/dеploy", SRC)
-    [hit] = find_commands("/Deploy now", CHAINS)
-    assert human_confirms(finding, HUMAN, command=hit.command)
-    assert human_confirms(finding, HUMAN, command="/deploy", permission="maintain")
-    assert not human_confirms(finding, HUMAN, command="merge")
-    assert not human_confirms(finding, BOT, command="deploy")
-    assert not human_confirms(finding, HUMAN, command="deploy", permission="read")
-    assert not human_confirms(finding, HUMAN, label="deploy")
-
-
-def test_human_reapplying_the_label_lifts_it():
-    """A human re-applying the same label (as labels compare) lifts a label finding."""
-    [finding] = judge_label(DEFAULT_POLICY, BOT, "auto-merge", SRC)
-    assert human_confirms(finding, HUMAN, label="Auto-Merge")
-    assert not human_confirms(finding, HUMAN, label="deploy")
-
-
-def test_human_rerun_lifts_a_workflow_finding():
-    """A human re-running (or starting) the same workflow lifts a workflow-run finding."""
-    [finding] = run("workflow_dispatch")
-    assert human_confirms(finding, HUMAN, workflow=".github/workflows/deploy.yml")
-    assert not human_confirms(finding, HUMAN, workflow=".github/workflows/other.yml")
-
-
-def test_unscanned_comment_is_not_lifted_by_a_command():
-    """An oversized comment cannot be confirmed by repeating a command: it was never read."""
-    [finding] = judge_comment(DEFAULT_POLICY, BOT, "x" * (MAX_BODY_CHARS + 1), SRC)
-    assert not human_confirms(finding, HUMAN, command=UNSCANNED)
-
-
 def test_edit_by_someone_else_is_tampering():
     """An approval or command edited by someone other than its author is tampering; case does not matter."""
     assert is_tampering("octocat", "copilot-swe-agent[bot]")
@@ -415,7 +391,7 @@ def test_command_hit_shape():
 
 def test_allow_login_without_bot_suffix_matches_the_app():
     """An allow pattern without `[bot]` ("renovate*") matches the app's bot account as well."""
-    renovate = classify("renovate[bot]", account_type="Bot")
+    renovate = actor("renovate[bot]", "Bot")
     policy = with_allow(ChainAllow(actor=GlobSet(("renovate*",)), labels=("*",)))
     assert judge_label(policy, renovate, "automerge", SRC) == []
 
@@ -427,11 +403,11 @@ def test_workflow_allow_entry_permits_matching_runs_only():
     policy = load_policy("version: 1\nchains:\n  allow:\n    - actor: github-actions[bot]\n"
                          "      workflows: [.github/workflows/deploy.yml]\n")
     assert isinstance(policy, Policy)
-    actions = classify("github-actions[bot]", account_type="Bot")
+    actions = actor("github-actions[bot]", "Bot")
     assert judge_workflow_run(policy, actions, actions, "workflow_dispatch", "Deploy", ".github/workflows/deploy.yml",
                               1) == []
     assert judge_workflow_run(policy, actions, actions, "workflow_dispatch", "Nuke", ".github/workflows/nuke.yml", 2)
-    other = classify("renovate[bot]", account_type="Bot")
+    other = actor("renovate[bot]", "Bot")
     assert judge_workflow_run(policy, other, other, "workflow_dispatch", "Deploy", ".github/workflows/deploy.yml", 3)
 
 
@@ -441,7 +417,7 @@ def test_ci_events_are_configurable():
 
     policy = load_policy("version: 1\nchains:\n  ci_events: {add: [pull_request_target]}\n")
     assert isinstance(policy, Policy)
-    bot = classify("dependabot[bot]", account_type="Bot")
+    bot = actor("dependabot[bot]", "Bot")
     label = ".github/workflows/label.yml"
     assert judge_workflow_run(policy, bot, bot, "pull_request_target", "Label", label, 4) == []
     assert judge_workflow_run(DEFAULT_POLICY, bot, bot, "pull_request_target", "Label", label, 5)

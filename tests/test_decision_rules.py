@@ -9,14 +9,13 @@ from hypothesis import strategies as st
 
 from gatekeeper.core.decide import evaluate_pull_request
 from gatekeeper.core.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
-from gatekeeper.core.identity import classify
 from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import InvalidPolicy, Policy, load_policy
-from tests.policies import AGENT, HUMAN
+from tests.policies import AGENT, HUMAN, actor
 from tests.policies import policy as shared_policy
 
 HEAD, OLD = "a" * 40, "b" * 40
-BOT = classify("dependabot[bot]", account_type="Bot")
+BOT = actor("dependabot[bot]", "Bot")
 
 
 def policy(text: str) -> Policy:
@@ -31,7 +30,7 @@ def pr(author=AGENT, base="main", files=("src/app.py",), reviews=(), head_ref="a
 
 
 def approval(login, sha=HEAD, permission="write", state="APPROVED") -> Review:
-    return Review(classify(login, account_type="User"), state, sha, permission)
+    return Review(actor(login, "User"), state, sha, permission)
 
 
 def codes(verdict) -> list[str]:
@@ -253,7 +252,7 @@ def test_requester_and_committers_cannot_approve_unless_allowed():
     facts = pr(requesters=("rita",), reviews=[approval("rita")])
     assert outcome("", facts) is Outcome.PENDING
     assert outcome("approvals: {exclude_requesters: false}\n", facts) is Outcome.SUCCESS
-    pushed = pr(commits=(Commit("c" * 40, "x", classify("cole"), None),), reviews=[approval("cole")])
+    pushed = pr(commits=(Commit("c" * 40, "x", actor("cole"), None),), reviews=[approval("cole")])
     assert outcome("", pushed) is Outcome.PENDING
     assert outcome("approvals: {exclude_committers: false}\n", pushed) is Outcome.SUCCESS
 

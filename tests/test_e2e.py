@@ -55,7 +55,9 @@ def test_agent_pr_pending_until_a_human_approves_the_head(gate, github):
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("GET", f"/repos/{REPO}/pulls/7/reviews"),
         ("GET", f"/repos/{REPO}/pulls/7/commits"),
-        ("GET", f"/repos/{REPO}/issues/7"),  # opened through an app? once per PR
+        # Other open pull requests at this head: the status on a commit is the worst of their verdicts.
+        # (An agent's PR is never asked "opened through an app?": it is automated either way.)
+        ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),
         ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
     ]
     details = requests.get(pending["target_url"], timeout=5)

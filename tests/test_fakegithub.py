@@ -163,6 +163,7 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | list[Any] | None]] =
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews"): (f"{P}/pulls/7/reviews", None),
     ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/commits"): (f"{P}/pulls/7/commits", None),
     ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls"): (f"{P}/commits/{HEAD}/pulls", None),
+    ("GET", "/repos/{owner}/{repo}/git/ref/{ref}"): (f"{P}/git/ref/heads/agent/widget", None),
     ("GET", "/repos/{owner}/{repo}/contents/{path}"): (f"{P}/contents/.github/agentgate.yml", None),
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"):
         (f"{P}/collaborators/alice/permission", None),
@@ -568,6 +569,40 @@ def test_pull_listing_filters(fake: FakeGitHub, app_key: tuple[str, str]) -> Non
     assert "additions" not in call(fake, "GET", f"{P}/pulls", tok).json()[0]  # the "simple" variant
     assert by_commit(HEAD) == by_commit(FIRST) == [7]
     assert by_commit("f" * 40) == []
+
+
+def test_refs_merged_pulls_and_cross_references(fake: FakeGitHub, app_key: tuple[str, str]) -> None:
+    """git/ref answers heads/<branch> and tags/<tag> (404 for anything else, a tag is not a branch);
+    commits/{sha}/pulls lists the merged PR that introduced a merge commit, and merged or open PRs
+    carrying a commit, never closed unmerged ones; a cross-referenced timeline item seeded with an
+    issue number renders that issue in full as its source."""
+    tok = mint(fake, app_key[0])
+    repo = fake.state.repo(REPO)
+    repo.tags["v1.2.3"] = HEAD
+    ref = call(fake, "GET", f"{P}/git/ref/tags/v1.2.3", tok).json()
+    assert (ref["ref"], ref["object"]["sha"], ref["object"]["type"]) == ("refs/tags/v1.2.3", HEAD, "commit")
+    assert call(fake, "GET", f"{P}/git/ref/heads/agent/widget", tok).json()["object"]["sha"] == HEAD
+    for missing in ("heads/v1.2.3", "tags/agent/widget", "heads/nope", f"heads/{HEAD}", "v1.2.3"):
+        assert call(fake, "GET", f"{P}/git/ref/{missing}", tok).status_code == 404, missing
+    assert call(fake, "GET", f"{P}/branches/v1.2.3", tok).status_code == 404
+
+    merge = "5" * 40
+    fake.state.add_pull(REPO, 4, title="Merged", state="closed", merged=True, head_sha=FIRST,
+                        merge_commit_sha=merge)
+    fake.state.add_pull(REPO, 5, title="Closed unmerged", state="closed", head_sha=FIRST)
+
+    def by_commit(sha: str) -> list[int]:
+        return [p["number"] for p in call(fake, "GET", f"{P}/commits/{sha}/pulls", tok).json()]
+    assert by_commit(merge) == [4]
+    assert by_commit(FIRST) == [4, 7]
+    assert call(fake, "GET", f"{P}/commits/{merge}", tok).status_code == 200  # the merge commit exists
+
+    repo.timeline.setdefault(7, []).append({"event": "cross-referenced", "actor": "alice",
+                                            "created_at": "2024-01-02T00:00:00Z", "source": {"issue": 9}})
+    [*_, xref] = call(fake, "GET", f"{P}/issues/7/timeline", tok).json()
+    assert xref["source"]["type"] == "issue" and xref["source"]["issue"]["number"] == 9
+    assert xref["source"]["issue"]["title"] == "A plain issue" and "pull_request" not in xref["source"]["issue"]
+    assert xref["actor"]["login"] == "alice" and xref["updated_at"] == "2024-01-02T00:00:00Z"
 
 
 def test_check_runs_and_deployment_protection_rules(fake: FakeGitHub, app_key: tuple[str, str]) -> None:

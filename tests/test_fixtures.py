@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from gatekeeper.forges.github.webhooks import route_github
+from gatekeeper.forges.github.webhooks import parse
 from tests.conftest import GITHUB_FIXTURES
 
 FIXTURES = sorted(GITHUB_FIXTURES.glob("*.json"))
 EXPECT_EVALUATION = {
     ("pull_request", "opened"), ("pull_request", "reopened"), ("pull_request", "synchronize"),
     ("pull_request", "ready_for_review"), ("pull_request_review", "submitted"),
-    ("pull_request_review", "dismissed"), ("pull_request_review", "edited"),
+    ("pull_request_review", "dismissed"),
 }
 
 
@@ -23,14 +23,14 @@ def test_fixture_routes(path):
     event, action, _ = path.stem.split(".")
     payload = json.loads(path.read_text())
     payload["installation"] = {"id": 1}
-    jobs = route_github(event, payload)
+    events = parse(event, payload, "delivery-1")
     if (event, action) in EXPECT_EVALUATION:
-        evaluations = [j for j in jobs if j.func.endswith("evaluate_pull_request")]
+        evaluations = [e for e in events if e.evaluates_only]
         assert len(evaluations) == 1
-        assert evaluations[0].kwargs["repo"] == payload["repository"]["full_name"]
-        assert evaluations[0].kwargs["number"] == payload["pull_request"]["number"]
-    for job in jobs:
-        json.dumps(job.kwargs)  # primitives only
+        assert evaluations[0].repo == payload["repository"]["full_name"]
+        assert evaluations[0].subject == payload["pull_request"]["number"]
+    for ev in events:
+        json.dumps(ev.to_dict())  # JSON values only
 
 
 def test_fixture_set_covers_handled_events():

@@ -1,40 +1,59 @@
-"""Recognising bots and agents, and keeping them apart from humans."""
+"""Recognising bots and agents, and keeping them apart from humans: the GitHub adapter says what the
+platform knows of an account (`github_user`), the core classifies it under a policy (`classify`)."""
 
-from gatekeeper.core.facts import ActorKind
-from gatekeeper.core.identity import classify, classify_github_user, has_ai_trailer
+from gatekeeper.core.facts import ActorKind, User
+from gatekeeper.core.identity import classify, has_ai_trailer
+from gatekeeper.forges.github.users import co_author_logins, github_user, mentioned_users
+from tests.policies import actor
 
 
 def test_platform_bot_flag_and_suffix():
     """`type: Bot` or a `[bot]` login makes a bot."""
-    assert classify("renovate[bot]").kind is ActorKind.BOT
-    assert classify("some-app", account_type="Bot").kind is ActorKind.BOT
+    assert actor("renovate[bot]").kind is ActorKind.BOT
+    assert actor("some-app", "Bot").kind is ActorKind.BOT
 
 
 def test_known_agents_are_agents_only_as_bot_accounts():
     """Known AI coding agents are agents; a person who happens to be called `jules` is a human."""
-    assert classify("copilot-swe-agent[bot]", account_type="Bot").kind is ActorKind.AGENT
-    assert classify("Copilot", account_type="Bot").kind is ActorKind.AGENT
-    assert classify("devin-ai-integration[bot]").kind is ActorKind.AGENT
-    assert classify("jules", account_type="User").kind is ActorKind.HUMAN
+    assert actor("copilot-swe-agent[bot]", "Bot").kind is ActorKind.AGENT
+    assert actor("Copilot", "Bot").kind is ActorKind.AGENT
+    assert actor("devin-ai-integration[bot]").kind is ActorKind.AGENT
+    assert actor("jules", "User").kind is ActorKind.HUMAN
 
 
 def test_configured_logins():
     """Logins configured as agents or bots are classified so, whatever the platform says."""
-    assert classify("svc-coder", agents=["svc-coder"]).kind is ActorKind.AGENT
-    assert classify("ci-robot", bots=["ci-robot"]).kind is ActorKind.BOT
+    assert actor("svc-coder", agents=["svc-coder"]).kind is ActorKind.AGENT
+    assert actor("ci-robot", bots=["ci-robot"]).kind is ActorKind.BOT
+    assert actor("renovate[bot]", "Bot", agents=["renovate"]).kind is ActorKind.AGENT
 
 
 def test_app_acting_for_a_user_is_a_bot():
     """A human's token used by an app (performed_via_github_app) is governed as the app."""
-    actor = classify_github_user({"login": "alice", "type": "User"}, via_app={"slug": "some-integration"})
-    assert actor.kind is ActorKind.BOT and actor.via_app == "some-integration"
-    agent = classify_github_user({"login": "alice", "type": "User"}, via_app={"slug": "claude"})
-    assert agent.kind is ActorKind.AGENT
+    acting = actor("alice", "User", via_app="some-integration")
+    assert acting.kind is ActorKind.BOT and acting.via_app == "some-integration"
+    assert actor("alice", "User", via_app="claude").kind is ActorKind.AGENT
+    assert actor("alice", "User", via_app="my-runner", agents=["my-runner"]).kind is ActorKind.AGENT
 
 
 def test_humans_are_everyone_else():
-    """A plain user account is a human."""
-    assert classify("octocat", account_type="User").kind is ActorKind.HUMAN
+    """A plain user account is a human; an unknown account (deleted, `ghost`) is not."""
+    assert actor("octocat", "User").kind is ActorKind.HUMAN
+    assert classify(None).kind.is_automated
+
+
+def test_the_core_reads_only_what_the_adapter_reports():
+    """The core knows no platform's names: an account the adapter marks as an agent is one."""
+    assert classify(User("anything", bot=True, agent=True)).kind is ActorKind.AGENT
+    assert classify(User("copilot-swe-agent[bot]")).kind is ActorKind.HUMAN  # the adapter said nothing
+    assert github_user({"login": "copilot-swe-agent[bot]", "type": "Bot"}) == User(
+        "copilot-swe-agent[bot]", None, True, None, True)
+
+
+def test_co_authors_and_mentions():
+    """GitHub noreply co-author addresses name logins; @-mentions of agents are found."""
+    assert co_author_logins("x\n\nCo-authored-by: Alice <1234+alice@users.noreply.github.com>") == ("alice",)
+    assert [u.login for u in mentioned_users("@copilot please fix, cc @bob") if u.agent] == ["copilot"]
 
 
 def test_ai_trailers():

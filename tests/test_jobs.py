@@ -10,10 +10,10 @@ import jwt
 import pytest
 import responses
 
+from gatekeeper.forges.factory import build_runtime
 from gatekeeper.forges.port import ForgeError
-from gatekeeper.state.store import key
-from gatekeeper.worker import pipeline as jobs
-from gatekeeper.worker import runtime
+from gatekeeper.state.keys import key
+from gatekeeper.worker import jobs, runtime
 from tests import github_api as gh
 from tests.keys import app_key_pair
 
@@ -25,9 +25,9 @@ R = f"{gh.API}/repos/{gh.REPO}"
 def worker_runtime(settings, redis_conn):
     private, _ = app_key_pair()
     configured = replace(settings, github_app_id="12345", github_private_key=private, github_api_url=gh.API)
-    runtime.configure(runtime.Runtime(configured, redis_conn))
+    runtime.configure(build_runtime(configured, redis_conn))
     yield configured
-    runtime._current = None
+    runtime.configure(None)
 
 
 @pytest.fixture
@@ -40,6 +40,8 @@ def api():
         mock.get(f"{R}/branches/main", json={"name": "main", "commit": {"sha": gh.BASE_SHA}, "protected": True})
         mock.get(f"{R}/issues/7", json={"number": 7, "performed_via_github_app": None})
         mock.post(re.compile(rf"{R}/statuses/\w+"), status=201, json={"id": 1, "state": "pending"})
+        mock.get(re.compile(rf"{R}/commits/\w+/pulls"), json=[])
+        mock.get(f"{R}/issues/7/timeline", json=[])
         yield mock
 
 
@@ -57,9 +59,9 @@ def posted_statuses(api) -> list[dict]:
 
 
 def run(**kw):
-    args = {"platform": "github", "repo": gh.REPO, "number": 7, "installation_id": 42,
+    args = {"platform": "github", "repo": gh.REPO, "number": 7, "installation": 42,
             "trigger": "pull_request.opened"} | kw
-    return jobs.evaluate_pull_request(**args)
+    return jobs.evaluate(**args)
 
 
 def test_agent_pr_gets_pending_status_on_head(worker_runtime, api):
@@ -186,6 +188,17 @@ def test_capped_commit_list_fails_closed(worker_runtime, api):
     api.replace(responses.GET, f"{R}/pulls/7/commits", json=commits)
     seed(api, pr=gh.pull(author="octocat"))
     assert run()["outcome"] == "pending"
+
+
+def test_more_commits_than_listed_still_get_a_status(worker_runtime, api):
+    """GitHub lists at most 250 commits, so the last one listed is not the head: the PR is still judged
+    (failing closed), never left without a status."""
+    commits = [{"sha": f"{i:040x}", "commit": {"message": "x"}, "author": gh.user("octocat"),
+                "committer": gh.user("octocat")} for i in range(250)]
+    api.replace(responses.GET, f"{R}/pulls/7/commits", json=commits)
+    seed(api, pr=gh.pull(author="octocat"))
+    assert run()["outcome"] == "pending"
+    assert [s["state"] for s in posted_statuses(api)] == ["pending"]
 
 
 def test_head_moving_while_reading_skips_quietly(worker_runtime, api):

@@ -9,7 +9,6 @@ import pytest
 
 from gatekeeper.core.decide import evaluate_pull_request
 from gatekeeper.core.facts import ChangedFile, PullRequestFacts, Review
-from gatekeeper.core.identity import classify
 from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.policy import DEFAULT_POLICY
 from gatekeeper.policy.preview import Flip, PolicyPreview, render_markdown
@@ -17,9 +16,10 @@ from gatekeeper.state import decisions
 from gatekeeper.state.decisions import DecisionRecord
 from gatekeeper.web import create_app
 from gatekeeper.web.pages import render_markdown as page_markdown
+from tests.policies import actor
 
 HEAD, OLD = "eab0c84" + "1" * 33, "1f2e3d4" + "2" * 33
-AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
+AGENT = actor("copilot-swe-agent[bot]", "Bot")
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
@@ -88,8 +88,8 @@ def test_failure_unblock_falls_back_to_the_message_and_blocking_comes_first(clie
 
 def test_success_says_why_it_passes(client, redis_conn):
     """A passing verdict shows a short "Why it passes" and no unblock list."""
-    facts = pr_facts(reviews=(Review(classify("alice", account_type="User"), "APPROVED", HEAD, "write"),
-                              Review(classify("carol", account_type="User"), "APPROVED", HEAD, "write")))
+    facts = pr_facts(reviews=(Review(actor("alice", "User"), "APPROVED", HEAD, "write"),
+                              Review(actor("carol", "User"), "APPROVED", HEAD, "write")))
     html = client.get(f"/decisions/{save_pr(redis_conn, facts)}").get_data(as_text=True)
     assert '<span class="badge success">success</span>' in html
     assert "Approved by alice, carol (2/2 required)" in section(html, "Why it passes")
@@ -100,9 +100,9 @@ def test_pull_request_facts_in_human_form(client, redis_conn):
     """Author and kind, refs, short head SHA with the full one in title, files with sensitive ones flagged,
     reviews with their commit and whether they count, requesters and labels come before the raw JSON."""
     facts = pr_facts(reviews=(
-        Review(classify("renovate[bot]", account_type="Bot"), "APPROVED", HEAD, "admin"),
-        Review(classify("mia", account_type="User"), "APPROVED", OLD, "write"),
-        Review(classify("alice", account_type="User"), "APPROVED", HEAD, "write")))
+        Review(actor("renovate[bot]", "Bot"), "APPROVED", HEAD, "admin"),
+        Review(actor("mia", "User"), "APPROVED", OLD, "write"),
+        Review(actor("alice", "User"), "APPROVED", HEAD, "write")))
     html = client.get(f"/decisions/{save_pr(redis_conn, facts)}").get_data(as_text=True)
     human = html[html.index(">Facts used<"): html.index("Raw facts (JSON)")]
     assert "copilot-swe-agent[bot]" in human and '<span class="pill agent">agent</span>' in human
@@ -218,8 +218,16 @@ def test_old_records_missing_fields_still_render(client, redis_conn):
     assert resp.status_code == 200 and "someone" in resp.get_data(as_text=True)
 
 
-def test_dev_index_lists_recent_decisions(client, redis_conn):
-    """Without GitHub credentials the index page links recent decisions with their outcome."""
+def test_dev_index_lists_recent_decisions(settings, redis_conn):
+    """In `agentgate dev` (recording, not acting) the index page links recent decisions with their outcome."""
+    decision_id = save_pr(redis_conn, replace(pr_facts(), number=5))
+    html = create_app(replace(settings, dry_run=True), redis_conn).test_client().get("/").get_data(as_text=True)
+    assert f'href="/decisions/{decision_id}"' in html and "acme/api pull request #5" in html
+
+
+def test_production_index_lists_nothing_even_without_the_app_key(client, redis_conn):
+    """A served web process (even one started without the App key) lists no decisions: a decision page
+    is reached only through its link."""
     decision_id = save_pr(redis_conn, replace(pr_facts(), number=5))
     html = client.get("/").get_data(as_text=True)
-    assert f'href="/decisions/{decision_id}"' in html and "acme/api pull request #5" in html
+    assert decision_id not in html and "pull request #5" not in html

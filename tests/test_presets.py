@@ -10,16 +10,16 @@ import pytest
 from gatekeeper.cli.main import main
 from gatekeeper.core.decide import evaluate_pull_request
 from gatekeeper.core.facts import ChangedFile, Commit, PullRequestFacts, Review
-from gatekeeper.core.identity import classify
 from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import DEFAULT_POLICY, Policy, load_policy
 from gatekeeper.policy.presets import PRESET_NAMES, preset_text
+from tests.policies import actor
 
 RULES = Path(__file__).parent.parent / "rules"
 HEAD = "a" * 40
-AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
-BOT = classify("dependabot[bot]", account_type="Bot")
-HUMAN = classify("octocat", account_type="User")
+AGENT = actor("copilot-swe-agent[bot]", "Bot")
+BOT = actor("dependabot[bot]", "Bot")
+HUMAN = actor("octocat", "User")
 
 
 def load(name: str) -> Policy:
@@ -35,7 +35,7 @@ def pr(author=AGENT, base="main", files=("src/app.py",), reviews=(), head_ref="a
 
 
 def approval(login, sha=HEAD, permission="write", state="APPROVED", account_type="User") -> Review:
-    return Review(classify(login, account_type=account_type), state, sha, permission)
+    return Review(actor(login, account_type), state, sha, permission)
 
 
 @pytest.mark.parametrize("name", PRESET_NAMES)

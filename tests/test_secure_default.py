@@ -6,14 +6,14 @@ from dataclasses import replace
 
 from gatekeeper.core.decide import evaluate_pull_request
 from gatekeeper.core.facts import ChangedFile, Commit, PullRequestFacts, Review
-from gatekeeper.core.identity import classify
 from gatekeeper.core.verdict import Outcome
 from gatekeeper.policy import DEFAULT_POLICY, ConfigError, InvalidPolicy
+from tests.policies import actor
 
 HEAD, OLD = "a" * 40, "b" * 40
-AGENT = classify("copilot-swe-agent[bot]", account_type="Bot")
-BOT = classify("renovate[bot]", account_type="Bot")
-HUMAN = classify("octocat", account_type="User")
+AGENT = actor("copilot-swe-agent[bot]", "Bot")
+BOT = actor("renovate[bot]", "Bot")
+HUMAN = actor("octocat", "User")
 
 
 def pr(author=AGENT, base="main", files=("src/app.py",), reviews=(), **kw) -> PullRequestFacts:
@@ -23,7 +23,7 @@ def pr(author=AGENT, base="main", files=("src/app.py",), reviews=(), **kw) -> Pu
 
 
 def approval(login, sha=HEAD, permission="write", state="APPROVED", account_type="User") -> Review:
-    return Review(classify(login, account_type=account_type), state, sha, permission)
+    return Review(actor(login, account_type), state, sha, permission)
 
 
 def test_agent_pr_into_main_waits_for_a_human():
@@ -96,7 +96,7 @@ def test_requester_and_committer_approvals_do_not_count():
     """The human who set the agent on the task, or pushed into its branch, cannot approve its work."""
     verdict = evaluate_pull_request(DEFAULT_POLICY, pr(reviews=[approval("alice")], requesters=("alice",)))
     assert verdict.outcome is Outcome.PENDING
-    pusher = Commit("e" * 40, "fixup", author=classify("bob"), committer=classify("bob"))
+    pusher = Commit("e" * 40, "fixup", author=actor("bob"), committer=actor("bob"))
     verdict = evaluate_pull_request(DEFAULT_POLICY, pr(reviews=[approval("bob")], commits=(pusher,)))
     assert verdict.outcome is Outcome.PENDING
 
@@ -162,5 +162,5 @@ def test_invalid_policy_is_error_with_every_message():
 def test_description_fits_github_limit():
     """Status descriptions never exceed 140 characters."""
     long_login = "agent-" + "x" * 200 + "[bot]"
-    verdict = evaluate_pull_request(DEFAULT_POLICY, pr(author=classify(long_login, account_type="Bot")))
+    verdict = evaluate_pull_request(DEFAULT_POLICY, pr(author=actor(long_login, "Bot")))
     assert len(verdict.description()) <= 140

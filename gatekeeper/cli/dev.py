@@ -8,6 +8,7 @@ from dataclasses import replace
 from rq import Queue, SimpleWorker
 from werkzeug.serving import make_server
 
+from gatekeeper.forges.factory import build_runtime
 from gatekeeper.settings import Settings
 from gatekeeper.state import store
 from gatekeeper.web import create_app
@@ -19,7 +20,7 @@ def run_dev(settings: Settings, host: str, port: int, dev_secret: str) -> int:
         settings = replace(settings, github_webhook_secrets=(dev_secret,))
     settings = replace(settings, dry_run=not settings.has_github_credentials)
     conn = store.connect(settings.redis_url)
-    runtime.configure(runtime.Runtime(settings, conn))
+    runtime.configure(build_runtime(settings, conn))
     app = create_app(settings, conn)
     if settings.dry_run:
         from gatekeeper.web import dev as dev_routes

@@ -33,17 +33,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from rq import Queue, SimpleWorker
 
+    from gatekeeper.forges.factory import build_runtime
     from gatekeeper.state import store
     from gatekeeper.worker import runtime
 
     _logging(args.verbose)
     settings = Settings.from_env()
     conn = store.connect(settings.redis_url)
-    runtime.configure(runtime.Runtime(settings, conn))
+    runtime.configure(build_runtime(settings, conn))
     # Jobs run in this process (no fork per job): compiled policies and imports stay warm from one job
     # to the next. Job timeouts still apply (signals); a supervisor restarts a worker that dies.
-    import gatekeeper.worker.handlers  # noqa: F401
-    import gatekeeper.worker.pipeline  # noqa: F401
+    import gatekeeper.worker.jobs  # noqa: F401
 
     worker = SimpleWorker([Queue(settings.queue_name, connection=conn)], connection=conn)
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")

@@ -14,8 +14,9 @@ from typing import Any
 
 from gatekeeper.core.decide import evaluate_pull_request
 from gatekeeper.core.facts import PERMISSIONS, ChangedFile, PullRequestFacts, Review
-from gatekeeper.core.identity import classify, classify_github_user
+from gatekeeper.core.identity import classify
 from gatekeeper.core.verdict import Verdict
+from gatekeeper.forges.github.users import github_user
 from gatekeeper.policy import InvalidPolicy, Policy
 
 SUPPORTED_EVENTS = ("pull_request", "pull_request_review")
@@ -74,13 +75,14 @@ def facts_from_github(event: str, payload: Mapping[str, Any], policy: Policy | I
     review = payload.get("review")
     if event == "pull_request_review" and isinstance(review, Mapping):
         all_reviews.append(Review(
-            classify_github_user(review.get("user"), agents=agents, bots=bots),
+            classify(github_user(review.get("user")), agents=agents, bots=bots),
             str(review.get("state") or "").upper(),
             str(review.get("commit_id") or head_sha),
             _ASSOCIATION_PERMISSION.get(str(review.get("author_association") or ""), "read"),
             review.get("submitted_at"), review.get("id")))
     for spec in reviews:
-        all_reviews.append(Review(classify(spec.login, agents=agents, bots=bots), spec.state,
+        reviewer = github_user({"login": spec.login})
+        all_reviews.append(Review(classify(reviewer, agents=agents, bots=bots), spec.state,
                                   spec.sha or head_sha, spec.permission))
 
     changed = tuple(ChangedFile(path) for path in (files or ()) if path.strip())
@@ -91,8 +93,7 @@ def facts_from_github(event: str, payload: Mapping[str, Any], policy: Policy | I
     return PullRequestFacts(
         repo=str(repo.get("full_name") or (base.get("repo") or {}).get("full_name") or "unknown/unknown"),
         number=int(pr.get("number") or payload.get("number") or 0),
-        author=classify_github_user(pr.get("user"), via_app=pr.get("performed_via_github_app"),
-                                    agents=agents, bots=bots),
+        author=classify(github_user(pr.get("user"), pr.get("performed_via_github_app")), agents=agents, bots=bots),
         head_sha=head_sha,
         head_ref=str(head.get("ref") or ""),
         base_ref=str(base.get("ref") or ""),

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import regex
 
-from gatekeeper.core.facts import Actor, ActorKind, permission_at_least
+from gatekeeper.core.facts import Actor, ActorKind
 from gatekeeper.core.text import command_readings, normalize_command_text, scannable_lines
 from gatekeeper.core.verdict import Outcome, Reason
 from gatekeeper.policy.model import CI_EVENTS as model_CI_EVENTS
@@ -40,7 +40,9 @@ __all__ = [
     "CommandHit",
     "chain_reasons",
     "find_commands",
-    "human_confirms",
+    "judge_label_removal",
+    "label_key",
+    "verb_key",
     "is_tampering",
     "judge_comment",
     "judge_deployment",
@@ -49,8 +51,8 @@ __all__ = [
     "normalize_command_text",
 ]
 
-# GitHub caps comment and description bodies at 65,536 characters; anything longer (GitLab notes may
-# be) is scanned up to here and the rest reported as unscanned, which a bot's comment makes a finding.
+# Comments are scanned up to 64 KiB (the largest body some platforms allow); anything longer is
+# reported as unscanned, which a bot's comment makes a finding.
 MAX_BODY_CHARS = 65_536
 # Commands start their line, so a pattern never needs more of it; this bounds each regex's work.
 MAX_LINE_CHARS = 1_024
@@ -291,21 +293,24 @@ def _workflow_allowed(chains: ChainPolicy, actor: Actor, workflow_name: str, wor
 
 def judge_workflow_run(policy: Policy, triggering_actor: Actor | None, actor: Actor, event: str,
                        workflow_name: str, workflow_path: str, run_id: int, *, head_branch: str | None = None,
-                       default_branch: str | None = None, changed_paths: Sequence[str] = ()) -> list[ChainFinding]:
+                       default_branch: str | None = None, changed_paths: Sequence[str] = (),
+                       head_is_branch: bool = True, workflow_changed: bool = False) -> list[ChainFinding]:
     """A workflow run a bot or agent triggered is a FAILURE finding when its event is not ordinary CI.
 
     Rules: who triggered the run is `triggering_actor` (on a re-run, the person who re-ran it), else
     `actor`; a human re-running a bot's run is that human's action, so it yields nothing. Events in
     CI_EVENTS are ordinary CI, as is a push to a branch that is neither protected nor the default; a
-    push whose branch is unknown counts (fail closed). A run of CI whose workflow file the pull request
-    itself changes (`workflow_path` among `changed_paths`) counts even for CI events: it ran the bot's
-    own workflow with the repository's secrets. Every other event counts (see CI_EVENTS).
+    push whose branch is unknown, or whose ref is a tag rather than a branch (`head_is_branch=False`),
+    counts (fail closed: a tag push runs release workflows). A run of CI whose workflow file the change
+    itself alters (`workflow_path` among `changed_paths` of any of its pull requests, or
+    `workflow_changed` when the caller compared the file itself) counts even for CI events: it ran the
+    bot's own workflow with the repository's secrets. Every other event counts (see CI_EVENTS).
     """
     starter = triggering_actor or actor
     if not starter.kind.is_automated:
         return []
-    changed_workflow = bool(workflow_path) and workflow_path in changed_paths
-    if event == "push" and head_branch is not None:
+    changed_workflow = workflow_changed or (bool(workflow_path) and workflow_path in changed_paths)
+    if event == "push" and head_branch is not None and head_is_branch:
         protected = head_branch == default_branch or policy.protected_branches.match(head_branch)
         ordinary = not protected
     else:
@@ -330,19 +335,21 @@ def judge_workflow_run(policy: Policy, triggering_actor: Actor | None, actor: Ac
 
 
 def _protected_environment(chains: ChainPolicy, environment: str) -> bool:
-    # Environment names are case-insensitive on GitHub; folding look-alikes only ever protects more.
+    # Environment names are compared case-insensitively; folding look-alikes only ever protects more.
     names = {environment, environment.casefold(), normalize_command_text(environment).casefold()}
     return any(chains.protected_environments.match(n) for n in names)
 
 
 def judge_deployment(policy: Policy, environment: str, requester: Actor | None, pr_outcome: Outcome | None,
-                     agent_involved: bool) -> tuple[str, Reason]:
+                     agent_involved: bool, human_approved: bool = False) -> tuple[str, Reason]:
     """("approved" | "rejected", reason) for a deployment protection request.
 
     Rules: environments not matching `chains.protected_environments` (case-insensitively) are approved.
     A protected one is rejected when the run's requester is unknown (fail closed) or a bot or agent,
     or when an agent is involved in the change and its pull request verdict is not SUCCESS, including
-    unknown (None: it could not be evaluated). Otherwise approved. A rejection's unblock says what to do.
+    unknown (None: it could not be evaluated), or no human's approval of that change counted
+    (`human_approved`: a verdict that needed no approval, e.g. into an unguarded branch, is not one).
+    Otherwise approved. A rejection's unblock says what to do.
     """
     env = f"environment {environment}"
     if not _protected_environment(policy.chains, environment):
@@ -364,7 +371,13 @@ def judge_deployment(policy: Policy, environment: str, requester: Actor | None, 
             f"Deployment to protected {env} ships an agent's change whose agentgate verdict {state}",
             f"Get the pull request to agentgate success (human approval of its head), then re-run the "
             f"deployment to {environment}")
-    why = "an agent's change with a passing verdict" if agent_involved else "no agent's change"
+    if agent_involved and not human_approved:
+        return "rejected", Reason(
+            "deployment-unapproved-change", Outcome.FAILURE,
+            f"Deployment to protected {env} ships an agent's change that no qualifying human approved",
+            f"A human with write access approves the head of the agent's pull request, then re-run the "
+            f"deployment to {environment}")
+    why = "an agent's change a human approved" if agent_involved else "no agent's change"
     return "approved", Reason("deployment-approved", Outcome.SUCCESS,
                               f"Deployment to {env} requested by {requester.login}, a human; {why}")
 
@@ -372,33 +385,30 @@ def judge_deployment(policy: Policy, environment: str, requester: Actor | None, 
 # --- lifting, tampering, reasons -----------------------------------------------------------------------
 
 
-def human_confirms(finding: ChainFinding, actor: Actor, *, command: str | None = None, label: str | None = None,
-                   workflow: str | None = None, permission: str | None = None,
-                   min_permission: str = "write") -> bool:
-    """Whether a human's action lifts a finding: the same command verb (pass `CommandHit.command`) for a
-    command finding, the same label (as `judge_label` compares labels) for a label finding, the same
-    workflow path for a workflow-run finding (a human re-ran or started it).
+def verb_key(command: str) -> str:
+    """A command as a human's repeat is compared with a finding's key."""
+    return _verb_key(command)
 
-    Rules: bots and agents never confirm. When the caller knows the human's `permission`, it must be at
-    least `min_permission` (anyone can comment; only a maintainer's repeat should count): pass it.
-    Unscanned comments and other kinds are never lifted this way.
-    """
-    if actor.kind.is_automated:
-        return False
-    if permission is not None and not permission_at_least(permission, min_permission):
-        return False
-    if finding.kind == "command" and command is not None and finding.key != UNSCANNED:
-        return _verb_key(command) == (finding.key or _verb_key(finding.subject))
-    if finding.kind == "label" and label is not None:
-        return _label_key(label) == (finding.key or _label_key(finding.subject))
-    if finding.kind == "workflow_run" and workflow is not None:
-        return bool(finding.key) and workflow == finding.key
-    return False
+
+def label_key(label: str) -> str:
+    """A label as a human's re-application is compared with a finding's key."""
+    return _label_key(label)
+
+
+def judge_label_removal(policy: Policy, actor: Actor, label: str) -> list[ChainFinding]:
+    """A bot or agent removing a label a rule reads (a `hold` a `block` rule waits on) is a FAILURE
+    finding: only a human may lift a hold. Humans' removals yield nothing."""
+    if not actor.kind.is_automated or label.lower() not in policy.rule_labels:
+        return []
+    reason = Reason("chain-label-removed", Outcome.FAILURE,
+                    f"{actor.login} ({_kind_phrase(actor)}) removed the label `{label}`, which a policy rule reads",
+                    f"A human with write access re-applies `{label}`, or removes it and approves the current head")
+    return [ChainFinding("label_removed", actor, label, reason, _label_key(label))]
 
 
 def is_tampering(original_author: str, editor: str) -> bool:
-    """An approval or command edited by someone other than its author (GitHub's `sender` differs from
-    the comment's or review's `user`) is tampering. Logins compare case-insensitively; an unknown
+    """An approval or command edited by someone other than its author (the delivery's sender differs
+    from the comment's or review's author) is tampering. Logins compare case-insensitively; an unknown
     (empty) editor or author counts as someone else (fail closed)."""
     author, who = original_author.strip().casefold(), editor.strip().casefold()
     return not author or not who or author != who

@@ -16,10 +16,13 @@ How a pull request is judged, in order (every step adds reasons; the most severe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import Any
 
-from gatekeeper.core.facts import ActorKind, PullRequestFacts, Review, permission_at_least
+from gatekeeper.core.approvals import judge_reviews, standing_reviews
+from gatekeeper.core.facts import ActorKind, PullRequestFacts, permission_at_least
 from gatekeeper.core.identity import has_ai_trailer
 from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.policy.globs import GlobSet
@@ -109,12 +112,11 @@ class _Evaluation:
                 self.reasons.append(waived[1])
                 base_needed = min(base_needed, waived[0])
             self._add_base(base_needed)
-        if self.requirements:
-            self._approvals()
-        return Verdict.of(self.reasons)
+        counted = self._approvals() if self.requirements else ()
+        return Verdict.of(self.reasons, approvals=counted)
 
-    def add(self, code: str, outcome: Outcome, message: str, unblock: str | None = None) -> None:
-        self.reasons.append(Reason(code, outcome, message, unblock))
+    def add(self, code: str, outcome: Outcome, message: str, unblock: str | None = None, **data: Any) -> None:
+        self.reasons.append(Reason(code, outcome, message, unblock, data=dict(data)))
 
     @property
     def paths(self) -> PathSummary:
@@ -178,7 +180,8 @@ class _Evaluation:
             sensitive = self.paths.matching(bit)
             needed = max(needed, policy.sensitive_approvals)
             shown = ", ".join(sensitive[:3]) + (f" and {len(sensitive) - 3} more" if len(sensitive) > 3 else "")
-            self.add("sensitive-paths", Outcome.SUCCESS, f"Changes sensitive paths: {shown}")
+            self.add("sensitive-paths", Outcome.SUCCESS, f"Changes sensitive paths: {shown}",
+                     paths=list(sensitive), needed=needed)
         if not facts.changed_files_complete:
             # Fail closed: the platform capped the file list, so unseen files may be sensitive.
             needed = max(needed, policy.sensitive_approvals)
@@ -195,10 +198,11 @@ class _Evaluation:
 
     def _trusted(self) -> tuple[int, Reason] | None:
         facts, index = self.facts, self.policy.path_index
-        if not facts.author.kind.is_automated or not facts.changed_files:
+        if not facts.author.kind.is_automated or not facts.changed_files or not facts.commits_complete:
             return None
         for bot in self.policy.trusted_bots:
-            if bot.actor.match(facts.author.login) and self.paths.all_mask & index.bit(bot.only_paths):
+            if (bot.actor.match(facts.author.login) and self.paths.all_mask & index.bit(bot.only_paths)
+                    and _written_only_by(facts, bot.actor.match)):
                 return bot.approvals, Reason(
                     "trusted-bot", Outcome.SUCCESS,
                     f"{facts.author.login} is trusted for changes within {', '.join(bot.only_paths.patterns)}"
@@ -272,27 +276,25 @@ class _Evaluation:
 
     # -- approvals ---------------------------------------------------------------------------------
 
-    def _approvals(self) -> None:
+    def _approvals(self) -> tuple[str, ...]:
         policy, facts = self.policy, self.facts
+        for review in standing_reviews(facts.reviews).values():
+            # A change request outlives new pushes until its author approves or it is dismissed; it
+            # matters when it comes from someone whose approval could have counted.
+            if review.state == "CHANGES_REQUESTED" and not review.reviewer.kind.is_automated and \
+                    permission_at_least(review.permission, policy.min_permission):
+                self.add("changes-requested", Outcome.PENDING, f"{review.reviewer.login} requested changes",
+                         f"{review.reviewer.login} to approve the current head", reviewer=review.reviewer.login)
         counted: list[str] = []
-        for review in _latest_decisive_reviews(facts.reviews).values():
-            if review.state == "CHANGES_REQUESTED":
-                # A change request outlives new pushes (as on GitHub) until its author approves or it is
-                # dismissed; it matters when it comes from someone whose approval could have counted.
-                if not review.reviewer.kind.is_automated and permission_at_least(
-                        review.permission, policy.min_permission):
-                    self.add("changes-requested", Outcome.PENDING, f"{review.reviewer.login} requested changes",
-                             f"{review.reviewer.login} to approve the current head")
-                continue
-            if review.state != "APPROVED":
-                continue
-            why_not = _why_not_counted(policy, facts, review)
-            if why_not:
-                self.add("approval-not-counted", Outcome.SUCCESS, f"Approval not counted: {why_not}")
+        for check in judge_reviews(policy, facts):
+            if check.counted:
+                counted.append(check.reviewer)
             else:
-                counted.append(review.reviewer.login)
+                self.add("approval-not-counted", Outcome.SUCCESS, f"Approval not counted: {check.why_not}", None,
+                         **check.to_dict())
         for requirement in self.requirements:
             self._requirement_reason(requirement, counted)
+        return tuple(counted)
 
     def _requirement_reason(self, req: _Requirement, counted: list[str]) -> None:
         facts, policy = self.facts, self.policy
@@ -304,7 +306,7 @@ class _Evaluation:
                      else f"{len(mine)} approvals, {req.needed} required")
             by = f"pproved by {', '.join(mine)} ({count})"
             self.add("approved" if req.code == "needs-approval" else req.code, Outcome.SUCCESS,
-                     f"{prefix}{'a' if prefix else 'A'}{by}")
+                     f"{prefix}{'a' if prefix else 'A'}{by}", approvers=mine, needed=req.needed)
             return
         missing = req.needed - len(mine)
         who = f"a human with {policy.min_permission} access other than {facts.author.login}"
@@ -313,7 +315,8 @@ class _Evaluation:
         target = f" into {facts.base_ref}" if not req.label else ""
         self.add(req.code, Outcome.PENDING,
                  f"{prefix}{len(mine)}/{req.needed} qualifying approvals of {head}{target}",
-                 f"Needs {missing} more approval{'s' if missing > 1 else ''} of {head} from {who}")
+                 f"Needs {missing} more approval{'s' if missing > 1 else ''} of {head} from {who}",
+                 approvers=mine, needed=req.needed, head=facts.head_sha, approvers_from=list(req.approvers))
 
 
 def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:
@@ -332,34 +335,15 @@ def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:
     return False, ""
 
 
-def _latest_decisive_reviews(reviews: tuple[Review, ...]) -> dict[str, Review]:
-    """Each reviewer's standing review, as GitHub computes it: a later comment does not undo an
-    approval, but a later change request or a dismissal does."""
-    standing: dict[str, Review] = {}
-    for review in reviews:  # the platforms list reviews oldest first
-        if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
-            standing[review.reviewer.login.lower()] = review
-    return standing
-
-
-def _why_not_counted(policy: Policy, facts: PullRequestFacts, review: Review) -> str:
-    """Empty when the approval counts; otherwise why it does not."""
-    who = review.reviewer
-    login = who.login.lower()
-    if who.kind.is_automated:
-        return f"{who.login} is a {who.kind.value}; only humans' approvals count"
-    if login == facts.author.login.lower():
-        return f"{who.login} authored the pull request"
-    if policy.exclude_requesters and login in {r.lower() for r in facts.requesters}:
-        return f"{who.login} set the agent on this task"
-    if policy.exclude_committers and login in {
-            a.login.lower() for c in facts.commits for a in (c.author, c.committer) if a}:
-        return f"{who.login} pushed commits to this pull request"
-    if not permission_at_least(review.permission, policy.min_permission):
-        return f"{who.login} has {review.permission} access; {policy.min_permission} is needed"
-    if policy.stale_after_push and review.commit_sha != facts.head_sha:
-        return f"{who.login} approved {review.commit_sha[:7]}, not the current head {facts.head_sha[:7]}"
-    return ""
+def _written_only_by(facts: PullRequestFacts, match: Callable[[str], bool]) -> bool:
+    """A trusted bot's waiver covers its own commits only: every commit authored by it, and any
+    automated committer being it too (a human committer, e.g. the platform's web merge, is no agent)."""
+    for commit in facts.commits:
+        if commit.author is None or not match(commit.author.login):
+            return False
+        if commit.committer is not None and commit.committer.kind.is_automated and not match(commit.committer.login):
+            return False
+    return True
 
 
 def describe(c: Condition) -> str:

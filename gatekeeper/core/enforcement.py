@@ -3,36 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from gatekeeper.core.facts import PullRequestFacts, RecordedFinding, permission_at_least
+from gatekeeper.core.approvals import approval_after, confirmation_lifts
+from gatekeeper.core.facts import Actor, Confirmation, PullRequestFacts, RecordedFinding
 from gatekeeper.core.verdict import Outcome, Reason, Verdict
+from gatekeeper.policy.model import Policy
 
 COMMENT_MARKER = "<!-- agentgate:pr-comment -->"
 
 
-def approved_after(finding: RecordedFinding, facts: PullRequestFacts, min_permission: str) -> str | None:
-    """The human whose approval of the current head, given after the finding, approves the action."""
-    for review in facts.reviews:
-        who = review.reviewer
-        if (review.state == "APPROVED" and not who.kind.is_automated and review.commit_sha == facts.head_sha
-                and who.login.lower() != facts.author.login.lower()
-                and who.login.lower() not in {r.lower() for r in facts.requesters}
-                and permission_at_least(review.permission, min_permission)
-                and (review.submitted_at or "") > finding.at):
-            return who.login
-    return None
+@dataclass(frozen=True)
+class Settled:
+    open: list[RecordedFinding]
+    lifted: dict[str, str]  # finding id -> who lifted it and how
 
 
-def active(findings: Sequence[RecordedFinding], facts: PullRequestFacts, min_permission: str) -> list[RecordedFinding]:
-    return [f for f in findings if approved_after(f, facts, min_permission) is None]
+def settle(policy: Policy, facts: PullRequestFacts, findings: Sequence[RecordedFinding],
+           confirmations: Sequence[tuple[Confirmation, Actor]]) -> Settled:
+    """Which findings still block: a finding is lifted by a counting approval of the current head given
+    after it, or by a qualifying human repeating the very action after it (the one approval rule)."""
+    still: list[RecordedFinding] = []
+    lifted: dict[str, str] = {}
+    for finding in findings:
+        approver = approval_after(policy, facts, finding.at)
+        if approver is not None:
+            lifted[finding.id] = f"{approver} approved the head after it"
+            continue
+        confirmer = next((who for c, who in confirmations if confirmation_lifts(policy, facts, finding, c, who)), None)
+        if confirmer is not None:
+            lifted[finding.id] = f"{confirmer.login} repeated it"
+            continue
+        still.append(finding)
+    return Settled(still, lifted)
 
 
 def with_findings(verdict: Verdict, findings: Sequence[RecordedFinding]) -> Verdict:
     """Add open findings to a verdict: each is a failure until a human repeats or approves the action."""
     if not findings:
         return verdict
-    extra = [Reason(f"chain-{f.kind}", Outcome.FAILURE, f.message, f.unblock) for f in findings]
-    return Verdict.of(list(verdict.reasons) + extra, summary=verdict.summary)
+    extra = [Reason(f"chain-{f.kind}", Outcome.FAILURE, f.message, f.unblock,
+                    data={"actor": f.actor, "actor_kind": f.actor_kind, "subject": f.subject, "at": f.at})
+             for f in findings]
+    return Verdict.of(list(verdict.reasons) + extra, summary=verdict.summary, approvals=verdict.approvals)
 
 
 def findings_section(findings: Sequence[RecordedFinding], details_url: str, context: str) -> str:
@@ -54,12 +67,8 @@ def comment_body(sections: dict[str, str]) -> str:
     return "\n\n---\n\n".join([COMMENT_MARKER + "\n" + parts[0], *parts[1:]]) if parts else COMMENT_MARKER
 
 
-# A check run is completed with a conclusion; waiting for a human is "action required".
-CHECK_CONCLUSIONS = {"success": "success", "pending": "action_required", "failure": "failure", "error": "failure"}
-
-
-def check_run_summary(verdict: Verdict, details_url: str) -> str:
-    """The markdown a check run's page on GitHub shows: what would unblock it, then every reason."""
+def reasons_markdown(verdict: Verdict, details_url: str) -> str:
+    """Every reason as markdown (a check run's page shows it): what would unblock it, then each reason."""
     lines: list[str] = []
     blocking = [r for r in verdict.reasons if r.outcome is not Outcome.SUCCESS]
     if blocking:

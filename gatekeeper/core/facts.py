@@ -18,16 +18,39 @@ class ActorKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class User:
+    """An account as a platform reports it, before any policy classifies it."""
+
+    login: str
+    id: int | None = None
+    bot: bool = False  # the platform marks it as a bot or service account
+    via_app: str | None = None  # an app acting with this user's credentials
+    # The adapter knows this account (or the app acting through it) as an AI coding agent.
+    agent: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> User | None:
+        if not data:
+            return None
+        return cls(str(data.get("login") or "ghost"), data.get("id"), bool(data.get("bot")), data.get("via_app"),
+                   bool(data.get("agent")))
+
+
+@dataclass(frozen=True)
 class Actor:
     login: str
     kind: ActorKind
     id: int | None = None
-    # Set when a human's credentials were used by an app (GitHub's `performed_via_github_app`).
+    # Set when a human's credentials were used by an app.
     via_app: str | None = None
     why: str = ""  # how the kind was recognised, shown on the details page
 
 
-# Repository permission levels, weakest first (GitHub's names; GitLab access levels map onto them).
+# Repository permission levels, weakest first. Each adapter maps its platform's roles or access levels
+# onto these names.
 PERMISSIONS = ("none", "read", "triage", "write", "maintain", "admin")
 
 
@@ -42,7 +65,9 @@ def permission_at_least(have: str, need: str) -> bool:
 class Review:
     reviewer: Actor
     state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
-    commit_sha: str
+    # The head the approval was given for; None when the platform's approvals name no commit (the
+    # adapter then sets it only when the approval came after the latest push).
+    commit_sha: str | None
     permission: str = "none"  # the reviewer's permission on the repository
     submitted_at: str | None = None
     id: int | None = None
@@ -108,7 +133,7 @@ class PullRequestFacts:
     changed_files_complete: bool = True  # False when the platform capped the list
     reviews: tuple[Review, ...] = ()
     commits: tuple[Commit, ...] = ()
-    commits_complete: bool = True  # False when the platform capped the list (GitHub: 250)
+    commits_complete: bool = True  # False when the platform capped the list
     # The human who set the agent on this task (assigned it, mentioned it), when known.
     requesters: tuple[str, ...] = ()
     # Issues referenced as the task; gathered only when the policy asks for task context.
@@ -130,5 +155,17 @@ class RecordedFinding:
     subject: str
     message: str
     unblock: str
-    at: str = ""  # ISO 8601, when it happened (from the platform's payload)
+    at: str = ""  # ISO 8601 UTC, when it happened; an edit happens when it is edited
     key: str = ""  # what a human's repeat is compared with: the command verb, the label, the workflow path
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A human repeating an action a bot took (the same command, the same label, re-running the same
+    workflow), stored until the next evaluation judges whether it lifts a finding."""
+
+    kind: str  # command | label | workflow_run (the finding kinds it may lift)
+    key: str  # compared with RecordedFinding.key
+    login: str
+    at: str  # ISO 8601 UTC
+    permission: str = "none"  # filled in by the evaluation, from the platform

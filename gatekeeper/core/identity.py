@@ -1,41 +1,15 @@
-"""Who is acting: a human, a bot, or an AI coding agent."""
+"""Who is acting: a human, a bot, or an AI coding agent.
+
+The platform says what it knows of an account (`User`: marked as a bot, acting through an app, known
+to the adapter as an AI agent); the repository's policy adds the agents and bots it names. Configured
+names only ever add to what the platform says, never remove."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
-from gatekeeper.core.facts import Actor, ActorKind
-
-# Accounts AI coding agents act through on GitHub (as of 2026). Compared case-insensitively; the
-# `[bot]` suffix is optional so both the app's bot user and the display name match.
-KNOWN_AGENTS: frozenset[str] = frozenset(
-    {
-        "copilot",
-        "copilot-swe-agent",
-        "github-copilot",
-        "devin-ai-integration",
-        "claude",
-        "anthropic-claude",
-        "cursor",
-        "cursoragent",
-        "chatgpt-codex-connector",
-        "openai-codex",
-        "codex",
-        "google-labs-jules",
-        "jules",
-        "amazon-q-developer",
-        "sweep-ai",
-        "codegen-sh",
-        "openhands-agent",
-        "openhands",
-        "aider",
-        "factory-droid",
-        "coderabbitai",
-        "gemini-code-assist",
-    }
-)
+from gatekeeper.core.facts import Actor, ActorKind, User
 
 # Commit trailers and footers AI tools write into commits they author.
 _AI_TRAILER = re.compile(
@@ -46,62 +20,34 @@ _AI_TRAILER = re.compile(
 )
 
 
-def _bare(login: str) -> str:
+def bare(login: str) -> str:
+    """A login compared case-insensitively, without an app account's `[bot]` suffix."""
     login = login.strip().lower()
     return login[: -len("[bot]")] if login.endswith("[bot]") else login
 
 
-def classify(
-    login: str | None,
-    *,
-    account_type: str | None = None,
-    via_app: str | None = None,
-    agents: Iterable[str] = (),
-    bots: Iterable[str] = (),
-    account_id: int | None = None,
-) -> Actor:
-    """Classify one account. Configured agents and bots add to the built-in knowledge, never remove."""
-    name = login or "ghost"
-    bare = _bare(name)
-    configured_agents = {_bare(a) for a in agents}
-    platform_bot = (account_type or "").lower() == "bot" or name.lower().endswith("[bot]")
-    if bare in configured_agents:
-        return Actor(name, ActorKind.AGENT, account_id, via_app, "configured agent")
-    # Built-in names count only for bot accounts: a person may well be called "jules" or "cursor".
-    if platform_bot and bare in KNOWN_AGENTS:
-        return Actor(name, ActorKind.AGENT, account_id, via_app, "known AI coding agent")
-    if platform_bot:
-        return Actor(name, ActorKind.BOT, account_id, via_app, "platform marks it as a bot")
-    if bare in {_bare(b) for b in bots}:
-        return Actor(name, ActorKind.BOT, account_id, via_app, "configured bot")
+def classify(user: User | None, *, agents: Iterable[str] = (), bots: Iterable[str] = ()) -> Actor:
+    """Classify one account under a policy's `identities`."""
+    if user is None:
+        return Actor("ghost", ActorKind.BOT, None, None, "unknown account")
+    name, via_app = user.login or "ghost", user.via_app
+    plain = bare(name)
+    configured_agents = {bare(a) for a in agents}
+    if plain in configured_agents:
+        return Actor(name, ActorKind.AGENT, user.id, via_app, "configured agent")
+    if via_app and bare(via_app) in configured_agents:
+        return Actor(name, ActorKind.AGENT, user.id, via_app, f"acted through the agent {via_app}")
+    if user.agent:
+        why = f"acted through the AI coding agent {via_app}" if via_app and not user.bot else "known AI coding agent"
+        return Actor(name, ActorKind.AGENT, user.id, via_app, why)
+    if user.bot:
+        return Actor(name, ActorKind.BOT, user.id, via_app, "the platform marks it as a bot")
+    if plain in {bare(b) for b in bots}:
+        return Actor(name, ActorKind.BOT, user.id, via_app, "configured bot")
     if via_app:
-        # A human's token used by an app: the app decided what to do, so it is governed as a bot,
-        # and as an agent when the app is one.
-        app = _bare(via_app)
-        kind = ActorKind.AGENT if app in KNOWN_AGENTS or app in configured_agents else ActorKind.BOT
-        return Actor(name, kind, account_id, via_app, f"acted through the app {via_app}")
-    return Actor(name, ActorKind.HUMAN, account_id, None, "")
-
-
-def classify_github_user(
-    user: Mapping[str, Any] | None,
-    *,
-    via_app: Mapping[str, Any] | None = None,
-    agents: Iterable[str] = (),
-    bots: Iterable[str] = (),
-) -> Actor:
-    user = user or {}
-    app_name = None
-    if via_app:
-        app_name = str(via_app.get("slug") or via_app.get("name") or "app")
-    return classify(
-        user.get("login"),
-        account_type=user.get("type"),
-        via_app=app_name,
-        agents=agents,
-        bots=bots,
-        account_id=user.get("id"),
-    )
+        # A human's credentials used by an app: the app decided what to do, so it is governed as a bot.
+        return Actor(name, ActorKind.BOT, user.id, via_app, f"acted through the app {via_app}")
+    return Actor(name, ActorKind.HUMAN, user.id, None, "")
 
 
 def has_ai_trailer(message: str) -> bool:

@@ -1,19 +1,46 @@
-"""What the worker needs from a forge, and nothing more."""
+"""The one port between the worker and a platform: typed, platform-neutral records, the events a
+webhook parser produces, and what the worker may ask of a forge. No platform's JSON crosses it.
+
+Each adapter (`forges/github/`, `forges/recording.py`) turns its platform's answers into these records
+and maps `Capability` onto its own permissions; the worker never imports an adapter."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
+
+from gatekeeper.core.facts import ChangedFile, User
+
+__all__ = [
+    "Capability", "ChangedFile", "Commit", "Event", "FileTooLarge", "Forge", "ForgeError", "ForgeFactory",
+    "Issue", "IssueEvent", "PullRequest", "RateLimited", "Review", "User", "WorkflowRun",
+]
+
+
+class Capability(StrEnum):
+    """What a job may do; each adapter asks its platform for the narrowest credential that allows it."""
+
+    READ = "read"  # code, pull requests, issues, reviews
+    STATUSES = "statuses"  # post the verdict
+    COMMENT = "comment"  # the one comment per pull request
+    LABELS = "labels"  # remove a bot's trigger label
+    DEPLOYMENTS = "deployments"  # answer a deployment protection request
+    CHECKS = "checks"  # the optional check run
+    TOKENS = "tokens"  # mint tokens for agents
+
+
+EVALUATE = frozenset({Capability.READ, Capability.STATUSES, Capability.COMMENT})
 
 
 @dataclass(frozen=True)
-class PullRequestInfo:
+class PullRequest:
     number: int
-    state: str
+    state: str  # open | closed
     draft: bool
     title: str
     body: str
-    author: dict[str, Any]  # the platform's user object (login, type, id)
+    author: User
     head_sha: str
     head_ref: str
     head_repo: str | None
@@ -23,41 +50,64 @@ class PullRequestInfo:
     labels: tuple[str, ...] = ()
     merged: bool = False
     changed_files: int | None = None  # the platform's count, to notice a capped file list
+    merge_commit_sha: str | None = None
+    via_app: str | None = None  # the app it was opened through, when the platform says so inline
 
 
 @dataclass(frozen=True)
-class RawReview:
+class Review:
     id: int
-    user: dict[str, Any]
-    state: str
-    commit_id: str
+    user: User
+    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
+    commit_sha: str | None  # None when the platform's approvals name no commit
     submitted_at: str | None = None
+    body: str = ""
 
 
 @dataclass(frozen=True)
-class RawFile:
-    filename: str
-    status: str
-    additions: int = 0
-    deletions: int = 0
-    previous_filename: str | None = None
-
-
-@dataclass(frozen=True)
-class RawCommit:
+class Commit:
     sha: str
     message: str
-    author: dict[str, Any] | None = None
-    committer: dict[str, Any] | None = None
+    author: User | None = None
+    committer: User | None = None
+    co_authors: tuple[str, ...] = ()  # logins the adapter could tell from co-author trailers
 
 
-@dataclass
-class Action:
-    """An action taken (or, in dry-run mode, that would have been taken) on the platform."""
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    state: str
+    labels: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    is_pull_request: bool = False
+    via_app: str | None = None  # the app it was opened through on someone's behalf
 
-    kind: str
-    repo: str
-    details: dict[str, Any] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class IssueEvent:
+    """One entry of an issue's or pull request's history, as far as agentgate reads it."""
+
+    kind: str  # assigned | labeled | unlabeled | cross-referenced | connected | ...
+    actor: User | None = None
+    assignee: User | None = None
+    label: str | None = None
+    at: str = ""
+    # For links: the other issue or pull request number (a PR that referenced this issue, or the
+    # issue connected to this PR).
+    other: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowRun:
+    id: int
+    name: str = ""
+    path: str = ""
+    event: str = ""
+    head_sha: str | None = None
+    head_branch: str | None = None
+    actor: User | None = None
+    triggering_actor: User | None = None
+    pull_numbers: tuple[int, ...] = ()
 
 
 class ForgeError(Exception):
@@ -72,63 +122,131 @@ class FileTooLarge(ForgeError):
     """The file exists but the platform will not return its content inline."""
 
 
-class Forge(Protocol):
+class RateLimited(ForgeError):
+    """The platform asked us to wait `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float, status: int | None = None):
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Event:
+    """One delivery, as every platform's webhook parser reports it: what happened, by whom, to what.
+
+    `kind` is one of the names the worker dispatches on (see `worker/handlers.py`); `subject` is the
+    pull request, issue or merge request number where there is one, else 0; `data` holds the kind's
+    own fields, JSON values only, with users as `User.to_dict()`. An Event travels through the queue
+    as `to_dict()`."""
+
+    platform: str
+    delivery: str
+    kind: str
     repo: str
+    installation: int | None
+    actor: User | None
+    subject: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+    default_branch: str | None = None
 
-    def get_pull_request(self, number: int) -> PullRequestInfo: ...
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-    def get_file(self, path: str, ref: str) -> str | None: ...
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        raw = dict(raw)
+        raw["actor"] = User.from_dict(raw.get("actor"))
+        return cls(**raw)
 
-    def get_repo_file(self, full_name: str, path: str) -> str | None:
-        """A file on another repository's default branch (the organisation's policy), or None."""
+    def user(self, name: str) -> User | None:
+        """A user carried in `data` (a comment's author, a run's triggering actor)."""
+        return User.from_dict(self.data.get(name))
+
+    @property
+    def evaluates_only(self) -> bool:
+        """Kinds whose only consequence is a fresh evaluation of `subject`: coalesced in the queue."""
+        return self.kind == "evaluate"
+
+
+class Forge(Protocol):
+    """What the worker may read and do on one repository (or project) of one platform."""
+
+    platform: str
+    repo: str
+    # The platform's limit on a status description.
+    status_description_limit: int
+
+    # ---- reading
+    def get_pull_request(self, number: int) -> PullRequest: ...
+
+    def list_open_pulls(self, limit: int) -> list[PullRequest]:
+        """The most recently updated open pull requests, at most `limit` (one page)."""
         ...
 
-    def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
+    def pulls_for_commit(self, sha: str) -> list[PullRequest]:
+        """Pull requests (open or merged) whose head is this commit or that contain it."""
+        ...
+
+    def get_file(self, path: str, ref: str | None) -> str | None: ...
+
+    def get_repo_file(self, full_name: str, path: str) -> str | None:
+        """A file on another repository's default branch of the same owner (the organisation's policy)."""
+        ...
+
+    def list_changed_files(self, number: int) -> tuple[list[ChangedFile], bool]:
         """The files and whether the list is complete (platforms cap it)."""
         ...
 
-    def list_reviews(self, number: int) -> list[RawReview]: ...
+    def list_reviews(self, number: int) -> list[Review]: ...
 
-    def list_commits(self, number: int) -> list[RawCommit]: ...
-
-    def get_permission(self, login: str) -> str: ...
-
-    def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None: ...
-
-    def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
-                         check_run_id: int | None) -> int:
-        """Create or update a completed check run; returns its id."""
+    def list_commits(self, number: int) -> tuple[list[Commit], bool]:
+        """The commits, oldest first, and whether the list is complete (platforms cap it)."""
         ...
 
-    # ---- acting on the action path
+    def get_permission(self, login: str) -> str:
+        """The account's permission on the repository, in `core.facts.PERMISSIONS` names."""
+        ...
+
+    def branch_sha(self, branch: str) -> str | None: ...
+
+    def get_commit(self, sha: str) -> Commit | None: ...
+
+    def get_issue(self, number: int) -> Issue | None: ...
+
+    def issue_events(self, number: int) -> list[IssueEvent]:
+        """An issue's or pull request's history (assignments, labels, links), oldest first."""
+        ...
+
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None: ...
+
+    def is_own(self, user: User) -> bool:
+        """Whether this account is agentgate itself (its comments quote commands; its labels are
+        removals it made)."""
+        ...
+
+    # ---- acting
+    def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None: ...
+
+    def upsert_check_run(self, sha: str, name: str, outcome: str, title: str, reasons_markdown: str,
+                         details_url: str, check_run_id: int | None) -> int | None:
+        """Create or update the optional check run; returns its id (None where there are none)."""
+        ...
+
     def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
         """Edit our one comment on the PR in place (or create it); returns its id."""
         ...
 
     def find_comment(self, number: int, marker: str) -> int | None:
-        """The id of the comment on this issue/PR that agentgate wrote, found by its hidden marker."""
+        """The id of agentgate's comment on this PR, found by its hidden marker."""
         ...
 
     def remove_label(self, number: int, label: str) -> None: ...
 
     def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None: ...
 
-    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
-        """Pull requests associated with a commit: {number, state, merged_at, head_sha}."""
-        ...
 
-    def branch_sha(self, branch: str) -> str | None: ...
+class ForgeFactory(Protocol):
+    """Opens a forge for one repository with the narrowest credential for `capabilities`."""
 
-    def get_workflow_run(self, run_id: int) -> dict[str, Any] | None: ...
-
-    def get_commit(self, sha: str) -> RawCommit | None: ...
-
-    def get_issue(self, number: int) -> dict[str, Any] | None: ...
-
-    def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
-        """The most recently updated open pull requests, at most `limit` (one page)."""
-        ...
-
-    def issue_events(self, number: int) -> list[dict[str, Any]]:
-        """The events of an issue or PR (labeled, assigned, ...), oldest first, as the platform gives them."""
-        ...
+    def __call__(self, platform: str, installation: int | None, repo: str,
+                 capabilities: frozenset[Capability]) -> Forge: ...

@@ -1,66 +1,85 @@
 """A forge that records what it would do: `agentgate dev` without credentials, and demos.
 
-Reads come from sample data stored in the shared store by `agentgate replay`, so a newcomer sees a
-real verdict without any platform."""
+Reads come from GitHub-shaped sample data stored in the shared store by `agentgate replay`, so a
+newcomer sees a real verdict without any platform."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from gatekeeper.forges.port import Action, PullRequestInfo, RawCommit, RawFile, RawReview
-from gatekeeper.state.store import key
+from gatekeeper.core.facts import ChangedFile, User
+from gatekeeper.forges.github.client import _commit, _pull_info
+from gatekeeper.forges.github.users import github_user
+from gatekeeper.forges.port import Commit, Issue, IssueEvent, PullRequest, Review, WorkflowRun
+from gatekeeper.state import keys
 
-ACTIONS_KEY = key("dev", "actions")
 MAX_ACTIONS = 200
 
 
-def sample_key(repo: str, number: int | str) -> str:
-    return key("dev", "sample", repo, number)
+@dataclass
+class Action:
+    """An action that would have been taken on the platform."""
+
+    kind: str
+    repo: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def store_sample(conn: redis.Redis, repo: str, number: int, sample: dict[str, Any]) -> None:
     """Sample state for one pull request: {pull_request, files, reviews, commits, permissions, files_at}."""
-    conn.set(sample_key(repo, number), json.dumps(sample))
+    conn.set(keys.dev_sample(repo, number), json.dumps(sample))
 
 
 def recorded_actions(conn: redis.Redis, limit: int = 50) -> list[Action]:
-    return [Action(**json.loads(raw)) for raw in conn.lrange(ACTIONS_KEY, 0, limit - 1)]
+    return [Action(**json.loads(raw)) for raw in conn.lrange(keys.DEV_ACTIONS, 0, limit - 1)]
 
 
 class RecordingForge:
+    platform = "github"
+    status_description_limit = 140
+
     def __init__(self, conn: redis.Redis, repo: str):
         self.conn = conn
         self.repo = repo
 
     def _sample(self, number: int) -> dict[str, Any]:
-        raw = self.conn.get(sample_key(self.repo, number))
+        raw = self.conn.get(keys.dev_sample(self.repo, number))
         return json.loads(raw) if raw else {}
+
+    def _samples(self) -> list[dict[str, Any]]:
+        return [json.loads(self.conn.get(k) or "{}") for k in self.conn.scan_iter(keys.dev_sample(self.repo, "*"))]
 
     def _record(self, kind: str, **details: Any) -> None:
         entry = json.dumps({"kind": kind, "repo": self.repo, "details": details})
         pipe = self.conn.pipeline()
-        pipe.lpush(ACTIONS_KEY, entry)
-        pipe.ltrim(ACTIONS_KEY, 0, MAX_ACTIONS - 1)
+        pipe.lpush(keys.DEV_ACTIONS, entry)
+        pipe.ltrim(keys.DEV_ACTIONS, 0, MAX_ACTIONS - 1)
         pipe.execute()
 
-    def get_pull_request(self, number: int) -> PullRequestInfo:
-        pr = self._sample(number).get("pull_request") or {}
-        base, head = pr.get("base") or {}, pr.get("head") or {}
-        return PullRequestInfo(
-            number=number, state=pr.get("state", "open"), draft=bool(pr.get("draft")),
-            title=pr.get("title") or "", body=pr.get("body") or "", author=pr.get("user") or {},
-            head_sha=head.get("sha", ""), head_ref=head.get("ref", ""),
-            head_repo=(head.get("repo") or {}).get("full_name"), base_ref=base.get("ref", "main"),
-            base_sha=base.get("sha", ""), default_branch=(base.get("repo") or {}).get("default_branch", "main"),
-            labels=tuple(label["name"] for label in pr.get("labels") or []),
-        )
+    def get_pull_request(self, number: int) -> PullRequest:
+        pr = dict(self._sample(number).get("pull_request") or {})
+        pr.setdefault("number", number)
+        pr.setdefault("state", "open")
+        pr.setdefault("head", {"sha": "", "ref": ""})
+        pr.setdefault("base", {"sha": "", "ref": "main"})
+        return _pull_info(pr)
 
-    def get_file(self, path: str, ref: str) -> str | None:
-        for sample_raw in self.conn.scan_iter(sample_key(self.repo, "*")):
-            files = json.loads(self.conn.get(sample_raw) or "{}").get("files_at") or {}
+    def list_open_pulls(self, limit: int) -> list[PullRequest]:
+        numbers = [int(s["pull_request"]["number"]) for s in self._samples()
+                   if (s.get("pull_request") or {}).get("number") and s["pull_request"].get("state", "open") == "open"]
+        return [self.get_pull_request(n) for n in sorted(numbers, reverse=True)[:limit]]
+
+    def pulls_for_commit(self, sha: str) -> list[PullRequest]:
+        return [_pull_info(s["pull_request"]) for s in self._samples()
+                if ((s.get("pull_request") or {}).get("head") or {}).get("sha") == sha]
+
+    def get_file(self, path: str, ref: str | None) -> str | None:
+        for sample in self._samples():
+            files = sample.get("files_at") or {}
             if f"{ref}:{path}" in files:
                 return str(files[f"{ref}:{path}"])
         return None
@@ -68,35 +87,61 @@ class RecordingForge:
     def get_repo_file(self, full_name: str, path: str) -> str | None:
         return RecordingForge(self.conn, full_name).get_file(path, "HEAD")
 
-    def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
-        return [RawFile(**f) for f in self._sample(number).get("files") or []], True
+    def list_changed_files(self, number: int) -> tuple[list[ChangedFile], bool]:
+        return [ChangedFile(f["filename"], f.get("status", "modified"), f.get("additions", 0), f.get("deletions", 0),
+                            f.get("previous_filename")) for f in self._sample(number).get("files") or []], True
 
-    def list_reviews(self, number: int) -> list[RawReview]:
-        return [RawReview(**r) for r in self._sample(number).get("reviews") or []]
+    def list_reviews(self, number: int) -> list[Review]:
+        return [Review(int(r["id"]), github_user(r.get("user")) or User("ghost", bot=True), str(r["state"]),
+                       r.get("commit_id"), r.get("submitted_at"), str(r.get("body") or ""))
+                for r in self._sample(number).get("reviews") or []]
 
-    def list_commits(self, number: int) -> list[RawCommit]:
-        return [RawCommit(**c) for c in self._sample(number).get("commits") or []]
+    def list_commits(self, number: int) -> tuple[list[Commit], bool]:
+        return [_commit({"sha": c["sha"], "commit": {"message": c.get("message", "")}, "author": c.get("author"),
+                         "committer": c.get("committer")}) for c in self._sample(number).get("commits") or []], True
 
     def get_permission(self, login: str) -> str:
-        for raw in self.conn.scan_iter(sample_key(self.repo, "*")):
-            perms = json.loads(self.conn.get(raw) or "{}").get("permissions") or {}
+        for sample in self._samples():
+            perms = sample.get("permissions") or {}
             if login in perms:
                 return str(perms[login])
         return "none"
+
+    def branch_sha(self, branch: str) -> str | None:
+        return None  # samples carry no branches: the default policy applies
+
+    def get_commit(self, sha: str) -> Commit | None:
+        return None
+
+    def get_issue(self, number: int) -> Issue | None:
+        issue = self._sample(number).get("issue")
+        if not issue:
+            return None
+        return Issue(number, issue.get("state", "open"), tuple(x["name"] for x in issue.get("labels") or []),
+                     tuple(a["login"] for a in issue.get("assignees") or []), bool(issue.get("pull_request")))
+
+    def issue_events(self, number: int) -> list[IssueEvent]:
+        return []
+
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
+        return None
+
+    def is_own(self, user: User) -> bool:
+        return user.bot and user.login.lower() == "agentgate[bot]"
 
     def set_status(self, sha: str, state: str, description: str, target_url: str, context: str) -> None:
         self._record("status", sha=sha, state=state, description=description, target_url=target_url,
                      context=context)
 
-    def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
-        new_id = comment_id or int(self.conn.incr(key("dev", "comment-ids")))
-        self._record("comment", number=number, comment_id=new_id, edited=comment_id is not None, body=body)
+    def upsert_check_run(self, sha: str, name: str, outcome: str, title: str, reasons_markdown: str,
+                         details_url: str, check_run_id: int | None) -> int | None:
+        new_id = check_run_id or int(self.conn.incr(keys.dev_counter("check-run-ids")))
+        self._record("check_run", sha=sha, name=name, outcome=outcome, title=title, check_run_id=new_id)
         return new_id
 
-    def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
-                         check_run_id: int | None) -> int:
-        new_id = check_run_id or int(self.conn.incr(key("dev", "check-run-ids")))
-        self._record("check_run", sha=sha, name=name, conclusion=conclusion, title=title, check_run_id=new_id)
+    def upsert_comment(self, number: int, body: str, comment_id: int | None) -> int:
+        new_id = comment_id or int(self.conn.incr(keys.dev_counter("comment-ids")))
+        self._record("comment", number=number, comment_id=new_id, edited=comment_id is not None, body=body)
         return new_id
 
     def find_comment(self, number: int, marker: str) -> int | None:
@@ -107,35 +152,3 @@ class RecordingForge:
 
     def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None:
         self._record("deployment_review", run_id=run_id, environment=environment, state=state, comment=comment)
-
-    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
-        found = []
-        for raw in self.conn.scan_iter(sample_key(self.repo, "*")):
-            pr = json.loads(self.conn.get(raw) or "{}").get("pull_request") or {}
-            if (pr.get("head") or {}).get("sha") == sha:
-                found.append({"number": int(pr["number"]), "state": pr.get("state", "open"),
-                              "merged_at": pr.get("merged_at"), "head_sha": sha})
-        return found
-
-    def branch_sha(self, branch: str) -> str | None:
-        return None  # samples carry no branches: the default policy applies
-
-    def get_issue(self, number: int) -> dict[str, Any] | None:
-        return self._sample(number).get("issue")
-
-    def issue_events(self, number: int) -> list[dict[str, Any]]:
-        return list(self._sample(number).get("issue_events") or [])
-
-    def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
-        numbers = []
-        for raw in self.conn.scan_iter(sample_key(self.repo, "*")):
-            pr = json.loads(self.conn.get(raw) or "{}").get("pull_request") or {}
-            if pr.get("number") and pr.get("state", "open") == "open":
-                numbers.append(int(pr["number"]))
-        return [self.get_pull_request(n) for n in sorted(numbers, reverse=True)[:limit]]
-
-    def get_workflow_run(self, run_id: int) -> dict[str, Any] | None:
-        return None
-
-    def get_commit(self, sha: str) -> RawCommit | None:
-        return None

@@ -230,6 +230,12 @@ class Policy:
                 for kind in ("human", "bot", "agent")}
 
     @cached_property
+    def rule_labels(self) -> frozenset[str]:
+        """Every (lower-cased) label a rule's `when` or `unless` reads: removing one may flip a verdict."""
+        return frozenset(label for rule in self.rules for c in (rule.when, rule.unless)
+                         if c is not None and c.labels is not None for label in c.labels)
+
+    @cached_property
     def path_index(self) -> PathIndex:
         """Every path glob set the decision asks about, for one pass over the changed files."""
         sets = [self.sensitive_paths, *(bot.only_paths for bot in self.trusted_bots)]

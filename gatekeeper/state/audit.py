@@ -12,14 +12,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 
-from gatekeeper.core.identity import classify_github_user
-from gatekeeper.state.store import key, text
+from gatekeeper.state import keys
+from gatekeeper.state.store import text
 
-STREAM = key("audit")
+STREAM = keys.AUDIT_STREAM
 MAX_ENTRIES = 1_000_000  # approximate cap (XADD MAXLEN ~)
 SNIPPET = 200
 
@@ -42,57 +41,10 @@ class AuditEntry:
         return asdict(self)
 
 
-def entry_from_github(event: str, payload: dict[str, Any], delivery: str, now: datetime) -> AuditEntry:
-    """Who did what, from a verified GitHub payload. Pure; the actor's kind as identity.py decides it."""
-    sender = payload.get("sender") or {}
-    comment = payload.get("comment") or {}
-    via = comment.get("performed_via_github_app") or (payload.get("deployment") or {}).get("performed_via_github_app")
-    actor = classify_github_user(sender, via_app=via) if sender else None
-    return AuditEntry(
-        at=now.astimezone(UTC).isoformat(timespec="milliseconds"),
-        platform="github", delivery=delivery, event=event, action=str(payload.get("action") or ""),
-        repo=str((payload.get("repository") or {}).get("full_name") or ""),
-        actor=actor.login if actor else "", actor_kind=actor.kind.value if actor else "",
-        via_app=actor.via_app or "" if actor else "", target=_target(event, payload),
-        detail=_detail(event, payload)[:SNIPPET],
-    )
-
-
-def _target(event: str, payload: dict[str, Any]) -> str:
-    for name in ("pull_request", "issue"):
-        if isinstance(payload.get(name), dict) and payload[name].get("number") is not None:
-            return f"#{payload[name]['number']}"
-    if event == "push":
-        return str(payload.get("ref") or "")
-    if event == "deployment_protection_rule":
-        return str(payload.get("environment") or "")
-    for name in ("workflow_run", "merge_group", "check_suite"):
-        if isinstance(payload.get(name), dict):
-            return str(payload[name].get("head_sha") or "")
-    return str(payload.get("sha") or "")
-
-
-def _detail(event: str, payload: dict[str, Any]) -> str:
-    if isinstance(payload.get("label"), dict):
-        return f"label {payload['label'].get('name', '')}"
-    if isinstance(payload.get("review"), dict):
-        return f"review {payload['review'].get('state', '')}"
-    if isinstance(payload.get("comment"), dict):
-        return " ".join(str(payload["comment"].get("body") or "").split())
-    if isinstance(payload.get("workflow_run"), dict):
-        run = payload["workflow_run"]
-        return f"workflow {run.get('name', '')} via {run.get('event', '')}"
-    if event == "status":
-        return f"{payload.get('context', '')}: {payload.get('state', '')}"
-    if event == "push":
-        return f"{len(payload.get('commits') or [])} commit(s){' forced' if payload.get('forced') else ''}"
-    return ""
-
-
-def record_own(conn: redis.Redis, repo: str, action: str, target: str, detail: str) -> None:
+def record_own(conn: redis.Redis, platform: str, repo: str, action: str, target: str, detail: str) -> None:
     """What agentgate itself did (a status, a removed label, a deployment review, its comment)."""
     try:
-        record(conn, AuditEntry(at=datetime.now(UTC).isoformat(timespec="milliseconds"), platform="github",
+        record(conn, AuditEntry(at=datetime.now(UTC).isoformat(timespec="milliseconds"), platform=platform,
                                 delivery="", event="agentgate", action=action, repo=repo, actor="agentgate",
                                 actor_kind="bot", target=target, detail=detail[:SNIPPET]))
     except redis.RedisError:

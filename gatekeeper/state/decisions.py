@@ -9,9 +9,10 @@ from typing import Any
 
 import redis
 
-from gatekeeper.state.store import key, text
+from gatekeeper.state import keys
+from gatekeeper.state.store import text
 
-DECISION_TTL_SECONDS = 90 * 24 * 3600
+DECISION_TTL_SECONDS = keys.DECISION_TTL
 
 
 @dataclass
@@ -38,7 +39,7 @@ def new_id() -> str:
     return secrets.token_urlsafe(18)
 
 
-RECENT_KEY = key("decisions", "recent")
+RECENT_KEY = keys.RECENT_DECISIONS
 RECENT_KEEP = 50
 
 
@@ -46,7 +47,7 @@ def save(conn: redis.Redis, record: DecisionRecord) -> str:
     is_new = not record.id
     record.id = record.id or new_id()
     pipe = conn.pipeline()
-    pipe.set(key("decision", record.id), record.to_json(), ex=DECISION_TTL_SECONDS)
+    pipe.set(keys.decision(record.id), record.to_json(), ex=DECISION_TTL_SECONDS)
     if is_new:
         pipe.lpush(RECENT_KEY, record.id)
         pipe.ltrim(RECENT_KEY, 0, RECENT_KEEP - 1)
@@ -61,7 +62,7 @@ def recent(conn: redis.Redis, limit: int = 20) -> list[DecisionRecord]:
 
 
 def load(conn: redis.Redis, decision_id: str) -> DecisionRecord | None:
-    raw = conn.get(key("decision", decision_id))
+    raw = conn.get(keys.decision(decision_id))
     if raw is None:
         return None
     return DecisionRecord(**json.loads(raw))

@@ -8,9 +8,10 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gatekeeper.state.store import key, text
+from gatekeeper.state import keys
+from gatekeeper.state.store import text
 
-_COUNTERS = key("metrics", "counters")
+_COUNTERS = keys.METRIC_COUNTERS
 
 # name -> (help, label names)
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {

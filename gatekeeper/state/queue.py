@@ -1,29 +1,34 @@
-"""The job queue (RQ on the shared Redis): deterministic job ids, retries with backoff."""
+"""The job queue (RQ on the shared Redis): deterministic job ids, retries with backoff, and one waiting
+evaluation per pull request.
+
+Two jobs exist (see `worker/jobs.py`): `evaluate` (one pull request, fresh state) and `handle` (any
+other event). Every evaluation, whether a delivery or a handler asks for it, goes through the PR's
+waiting slot: while one waits in the queue it will read the PR's state when it starts, so a burst of
+deliveries about one PR needs just that one."""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+from typing import Any
 
 import redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from gatekeeper.forges.github.webhooks import EVALUATE_PR, JobRequest
-from gatekeeper.state.store import key, text
+from gatekeeper.forges.port import Event
+from gatekeeper.state import keys
+from gatekeeper.state.store import text
 
 log = logging.getLogger(__name__)
 
-# Backoff for transient failures (platform 5xx, rate limits, Redis blips). Jobs are idempotent.
+EVALUATE_JOB = "gatekeeper.worker.jobs.evaluate"
+HANDLE_JOB = "gatekeeper.worker.jobs.handle"
+
+# Backoff for transient failures (platform 5xx, Redis blips). Jobs are idempotent.
 RETRY = Retry(max=5, interval=[5, 20, 60, 180, 600])
 JOB_TIMEOUT = 120
-# An evaluation waiting in the queue will read the PR's state when it starts, so a burst of deliveries
-# about one PR (labels, comments, check suites, a push) needs just that one. Bounded in case it is lost.
-COALESCE_SECONDS = 600
-
-
-def waiting_key(platform: str, repo: str, number: int) -> str:
-    return key("eval-waiting", platform, repo, number)
 
 
 class EnqueueFailed(Exception):
@@ -34,37 +39,61 @@ class JobQueue:
     def __init__(self, conn: redis.Redis, name: str = "agentgate", *, is_async: bool = True):
         self.queue = Queue(name, connection=conn, is_async=is_async)
 
-    def enqueue_all(self, platform: str, delivery: str, jobs: list[JobRequest]) -> list[str]:
+    @property
+    def conn(self) -> redis.Redis:
+        return self.queue.connection
+
+    def enqueue_events(self, platform: str, delivery: str, events: list[Event]) -> list[str]:
+        """Queue a delivery's events; returns the job ids (an evaluation already waiting adds none)."""
         ids: list[str] = []
         claimed: list[str] = []
         try:
-            for index, job in enumerate(jobs):
-                job_id = f"{platform}-{delivery}-{job.name or index}"
-                if job.func == EVALUATE_PR:
-                    slot = waiting_key(platform, str(job.kwargs.get("repo")), int(job.kwargs.get("number") or 0))
+            for index, event in enumerate(events):
+                job_id = f"{platform}-{delivery}-{index}"
+                if event.evaluates_only:
+                    slot = keys.eval_waiting(platform, event.repo, event.subject)
                     if not self._claim(slot, job_id):
                         continue  # an evaluation of this PR is already waiting to start
                     claimed.append(slot)
-                self.queue.enqueue(
-                    job.func,
-                    kwargs={**job.kwargs, "delivery_id": delivery},
-                    job_id=job_id,
-                    retry=RETRY,
-                    job_timeout=JOB_TIMEOUT,
-                    result_ttl=3600,
-                    failure_ttl=7 * 24 * 3600,
-                    description=job.description,
-                )
+                    kwargs = evaluation_kwargs(event.platform, event.repo, event.subject, event.installation,
+                                               str(event.data.get("trigger") or event.kind), delivery)
+                    self._enqueue(EVALUATE_JOB, job_id, kwargs, f"evaluate {event.repo}#{event.subject}")
+                else:
+                    self._enqueue(HANDLE_JOB, job_id, {"event": event.to_dict()},
+                                  f"{event.kind} {event.repo}#{event.subject or ''}")
                 ids.append(job_id)
         except Exception as exc:
             self._release(claimed)  # or the redelivery would be coalesced into a job that never was
             raise EnqueueFailed(str(exc)) from exc
         return ids
 
+    def enqueue_evaluation(self, platform: str, repo: str, number: int, installation: int | None, trigger: str,
+                           job_id: str, *, delivery: str = "", delay_seconds: int = 0) -> bool:
+        """A re-evaluation asked for by the worker, through the same waiting slot as deliveries."""
+        slot = keys.eval_waiting(platform, repo, number)
+        if not self._claim(slot, job_id):
+            return False
+        try:
+            kwargs = evaluation_kwargs(platform, repo, number, installation, trigger, delivery)
+            self._enqueue(EVALUATE_JOB, job_id, kwargs, f"evaluate {repo}#{number}", delay_seconds)
+        except Exception:
+            self._release([slot])
+            raise
+        return True
+
+    def _enqueue(self, func: str, job_id: str, kwargs: dict[str, Any], description: str,
+                 delay_seconds: int = 0) -> None:
+        options: dict[str, Any] = {"job_id": job_id, "retry": RETRY, "job_timeout": JOB_TIMEOUT, "result_ttl": 3600,
+                                   "failure_ttl": 7 * keys.DAY, "description": description}
+        if delay_seconds > 0:
+            self.queue.enqueue_in(timedelta(seconds=delay_seconds), func, kwargs=kwargs, **options)
+        else:
+            self.queue.enqueue(func, kwargs=kwargs, **options)
+
     def _claim(self, slot: str, job_id: str) -> bool:
         """Take the PR's waiting slot, or find it held by a job that is really still waiting."""
-        conn = self.queue.connection
-        if conn.set(slot, job_id, nx=True, ex=COALESCE_SECONDS):
+        conn = self.conn
+        if conn.set(slot, job_id, nx=True, ex=keys.COALESCE_TTL):
             return True
         holder = conn.get(slot)
         try:
@@ -74,15 +103,15 @@ class JobQueue:
             waiting = False
         if waiting:
             return False
-        # The holder was lost (a failover, a crash between slot and job): this delivery takes over.
-        conn.set(slot, job_id, ex=COALESCE_SECONDS)
+        # The holder was lost (a failover, a crash between slot and job): this request takes over.
+        conn.set(slot, job_id, ex=keys.COALESCE_TTL)
         return True
 
     def _release(self, slots: list[str]) -> None:
         try:
             if slots:
-                self.queue.connection.delete(*slots)
-        except Exception:  # noqa: BLE001 - best effort; they expire after COALESCE_SECONDS
+                self.conn.delete(*slots)
+        except Exception:  # noqa: BLE001 - best effort; they expire after COALESCE_TTL
             log.warning("could not release %d evaluation slot(s)", len(slots))
 
     def requeue_failed(self, job_ids: list[str]) -> list[str]:
@@ -90,10 +119,16 @@ class JobQueue:
         requeued = []
         for job_id in filter(None, job_ids):
             try:
-                job = Job.fetch(job_id, connection=self.queue.connection)
+                job = Job.fetch(job_id, connection=self.conn)
             except NoSuchJobError:
                 continue
             if job.get_status() == JobStatus.FAILED:
                 job.requeue()
                 requeued.append(job_id)
         return requeued
+
+
+def evaluation_kwargs(platform: str, repo: str, number: int, installation: int | None, trigger: str,
+                      delivery: str) -> dict[str, Any]:
+    return {"platform": platform, "repo": repo, "number": number, "installation": installation,
+            "trigger": trigger, "delivery": delivery}

@@ -11,9 +11,6 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-KEY_PREFIX = "agentgate:"
-
-
 # Few, quick retries: the receiver must answer 503 fast rather than hang when Redis is gone.
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2, "health_check_interval": 30,
                                    "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)}
@@ -75,5 +72,3 @@ def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def key(*parts: object) -> str:
-    return KEY_PREFIX + ":".join(str(p) for p in parts)

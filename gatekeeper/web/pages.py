@@ -102,7 +102,9 @@ def decision_page(decision_id: str):  # type: ignore[no-untyped-def]
 @blueprint.get("/")
 def index():  # type: ignore[no-untyped-def]
     ctx = _ctx()
-    dev = ctx.settings.dry_run or not ctx.settings.has_github_credentials
+    # Only `agentgate dev` (which records instead of acting) lists activity: a production web process,
+    # even one started without the App key, shows decisions to nobody who lacks their link.
+    dev = ctx.settings.dry_run
     recent = decisions.recent(ctx.conn) if dev else []
     actions = recorded_actions(ctx.conn) if dev else []
     resp = Response(render_template("index.html", dev=dev, recent=recent, actions=actions, settings=ctx.settings))

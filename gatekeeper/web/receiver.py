@@ -15,16 +15,14 @@ from flask import Blueprint, current_app, jsonify, request
 from gidgethub import ValidationFailure
 from gidgethub.sansio import validate_event
 
-from gatekeeper.forges.github.webhooks import route_github
-from gatekeeper.state import audit, metrics
+from gatekeeper.forges.github.webhooks import audit_entry, parse
+from gatekeeper.state import audit, keys, metrics
 from gatekeeper.state.queue import EnqueueFailed
-from gatekeeper.state.store import key
 from gatekeeper.state.store import text as store_text
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("receiver", __name__)
 
-DELIVERY_TTL_SECONDS = 7 * 24 * 3600  # GitHub lets deliveries be redelivered for a few days
 # GitHub's delivery ids are GUIDs and event names are snake_case words; anything else is not GitHub,
 # and these values end up in job ids, store keys and metrics labels.
 _DELIVERY = re.compile(r"[A-Za-z0-9-]{1,100}")
@@ -73,7 +71,7 @@ def _audit_entry(event: str, payload: dict[str, Any], delivery: str, routed: boo
     """What goes in the audit log: every delivery agentgate acts on, and any other action by a bot or
     agent. Never in the way of enforcement: an entry it cannot build is skipped, not an error."""
     try:
-        entry = audit.entry_from_github(event, payload, delivery, datetime.now(UTC))
+        entry = audit_entry(event, payload, delivery, datetime.now(UTC))
     except (TypeError, AttributeError, ValueError, LookupError):
         return None
     if routed or (entry.actor_kind in ("bot", "agent") and event not in _NOT_ACTIONS):
@@ -87,24 +85,25 @@ def github_webhook():  # type: ignore[no-untyped-def]
     body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH, before any parsing
     event = request.headers.get("X-GitHub-Event", "")
     if not signature_valid(body, request.headers.get("X-Hub-Signature-256"), ctx.settings.github_webhook_secrets):
-        return _answer(401, "bad-signature", event, message="missing or invalid X-Hub-Signature-256")
+        # Unverified headers never become metric labels: anyone could grow the label set.
+        return _answer(401, "bad-signature", "-", message="missing or invalid X-Hub-Signature-256")
     delivery = request.headers.get("X-GitHub-Delivery", "")
     if not _EVENT.fullmatch(event) or not _DELIVERY.fullmatch(delivery):
-        return _answer(400, "malformed", event[:40], message="X-GitHub-Event and X-GitHub-Delivery are required")
+        return _answer(400, "malformed", "-", message="X-GitHub-Event and X-GitHub-Delivery are required")
     payload = _parse_body(body, request.content_type or "")
     if payload is None:
         return _answer(400, "malformed", event, message="body is not a JSON object")
     if event == "ping":
         return _answer(200, "pong", event, zen=payload.get("zen"))
     try:
-        jobs = route_github(event, payload, ctx.settings.status_context)
+        events = parse(event, payload, delivery, ctx.settings.status_context)
     except (TypeError, AttributeError, ValueError, LookupError):
         # A payload of the right event but the wrong shape: a client error, not ours.
         return _answer(400, "malformed", event, message="payload does not have the documented shape")
-    entry = _audit_entry(event, payload, delivery, bool(jobs))
-    seen = key("delivery", "github", delivery)
+    entry = _audit_entry(event, payload, delivery, bool(events))
+    seen = keys.delivery("github", delivery)
     try:
-        if not ctx.conn.set(seen, "", nx=True, ex=DELIVERY_TTL_SECONDS):
+        if not ctx.conn.set(seen, "", nx=True, ex=keys.DELIVERY_TTL):
             # A redelivery. Acted on once already, unless its job failed for good (e.g. a long GitHub
             # outage): then an operator's "Redeliver" is how it gets retried.
             requeued = ctx.queue.requeue_failed(store_text(ctx.conn.get(seen) or b"").split(","))
@@ -112,12 +111,12 @@ def github_webhook():  # type: ignore[no-untyped-def]
                 return _answer(202, "requeued", event, jobs=requeued)
             return _answer(200, "duplicate", event)
         try:
-            job_ids = ctx.queue.enqueue_all("github", delivery, jobs) if jobs else []
+            job_ids = ctx.queue.enqueue_events("github", delivery, events) if events else []
         except EnqueueFailed:
             # Forget the delivery so GitHub's redelivery is processed.
             ctx.conn.delete(seen)
             raise
-        ctx.conn.set(seen, ",".join(job_ids), ex=DELIVERY_TTL_SECONDS)
+        ctx.conn.set(seen, ",".join(job_ids), ex=keys.DELIVERY_TTL)
     except (redis.RedisError, EnqueueFailed):
         log.warning("could not enqueue delivery %s", delivery)
         return _answer(503, "unavailable", event, message="queue unavailable; redeliver later")
@@ -126,7 +125,7 @@ def github_webhook():  # type: ignore[no-untyped-def]
             audit.record(ctx.conn, entry)  # agents' actions apart from humans', by actor kind
         except redis.RedisError:
             log.warning("could not write the audit entry for delivery %s", delivery)  # the jobs are queued
-    if not jobs:
+    if not events:
         return _answer(202, "ignored", event)
     return _answer(202, "queued", event, jobs=job_ids)
 

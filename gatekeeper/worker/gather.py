@@ -1,4 +1,9 @@
-"""Gather the facts a pull request's verdict depends on, through a forge. All I/O for a decision is here."""
+"""Every read a decision needs, through the port, with the shared caches: the governing policy (chosen
+here and nowhere else), and the facts about a pull request.
+
+Facts about a commit never change, so files and commits are cached by the head SHA they belong to: a
+job judging a comment and the evaluation after it read the same head's files, and a push in between
+is a new head with facts of its own."""
 
 from __future__ import annotations
 
@@ -6,57 +11,64 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
-from typing import Any
 
 import redis
 
-from gatekeeper.core.facts import ChangedFile, Commit, LabelApplied, PullRequestFacts, Review, TaskRef
-from gatekeeper.core.identity import classify_github_user
-from gatekeeper.forges.port import FileTooLarge, Forge, ForgeError, PullRequestInfo
-from gatekeeper.policy import POLICY_PATH, InvalidPolicy, Policy, load_policy
+from gatekeeper.core.facts import (
+    Actor,
+    ChangedFile,
+    LabelApplied,
+    PullRequestFacts,
+    Review,
+    TaskRef,
+    User,
+)
+from gatekeeper.core.facts import Commit as CommitFact
+from gatekeeper.core.identity import classify
+from gatekeeper.forges.port import Commit, FileTooLarge, Forge, ForgeError, IssueEvent, PullRequest
+from gatekeeper.policy import DEFAULT_POLICY, POLICY_PATH, InvalidPolicy, Policy, load_policy
 from gatekeeper.policy.load import org_refs
 from gatekeeper.policy.model import ConfigError
-from gatekeeper.state.store import key
+from gatekeeper.state import keys
 from gatekeeper.state.store import text as store_text
 
-POLICY_CACHE_SECONDS = 24 * 3600
-PERMISSION_CACHE_SECONDS = 120  # short: a revoked write permission must stop counting soon
 _ABSENT = "\x00absent"
-
-
 # Organisation files live in a repository of the same owner; a name is a plain repository name, so a
 # policy (perhaps a proposed one, in a preview) cannot steer agentgate to read anything else.
 _ORG_REPO = re.compile(r"[A-Za-z0-9._-]{1,100}")
-ORG_POLICY_CACHE_SECONDS = 300  # an org file is not pinned to a commit: re-read it every few minutes
+_CLOSING_REF = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#(\d{1,9})\b", re.IGNORECASE)
+MAX_TASKS = 10
+MAX_LINKED_HISTORIES = 5  # linked issues whose history is read for who set the agent on them
 
 
-def _cached_file(conn: redis.Redis, cache: str, ttl: int, read: Callable[[], str | None]) -> str | None:
-    """A file's text (None when absent) through the shared cache; absence is cached too."""
-    cached = conn.get(cache)
-    if cached is not None:
-        value = store_text(cached)
+class HeadMoved(ForgeError):
+    """The pull request got new commits while its facts were read; a newer evaluation will follow."""
+
+
+def cached(conn: redis.Redis, name: str, ttl: int, read: Callable[[], str | None]) -> str | None:
+    """A value (None when absent) through the shared cache; absence is cached too."""
+    found = conn.get(name)
+    if found is not None:
+        value = store_text(found)
     else:
-        found = read()
-        value = _ABSENT if found is None else found
-        conn.set(cache, value, ex=ttl)
+        fresh = read()
+        value = _ABSENT if fresh is None else fresh
+        conn.set(name, value, ex=ttl)
     return None if value == _ABSENT else value
 
 
+# ---- the governing policy ----------------------------------------------------------------------------
+
 def policy_at(conn: redis.Redis, forge: Forge, sha: str) -> Policy | InvalidPolicy:
-    """The policy file at a base-branch commit; a commit never changes, so its text is cached."""
+    """The policy file at a commit; a commit never changes, so its text is cached."""
     try:
-        text = _cached_file(conn, key("policy", forge.repo, sha), POLICY_CACHE_SECONDS,
-                            lambda: forge.get_file(POLICY_PATH, sha))
+        text = cached(conn, keys.policy_text(forge.platform, forge.repo, sha), keys.POLICY_TTL,
+                      lambda: forge.get_file(POLICY_PATH, sha))
     except FileTooLarge:
         return InvalidPolicy((ConfigError(POLICY_PATH, 1, 1, "file is too large"),))
     return policy_from_text(conn, forge, text, POLICY_PATH)
-
-
-def policy_for_pull(conn: redis.Redis, forge: Forge, pr: PullRequestInfo) -> Policy | InvalidPolicy:
-    """The policy at the base branch's current head: a policy tightened on main applies to open PRs at
-    once (the PR's own `base.sha` only moves when the PR is updated)."""
-    return policy_at(conn, forge, forge.branch_sha(pr.base_ref) or pr.base_sha)
 
 
 def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: str) -> Policy | InvalidPolicy:
@@ -66,190 +78,259 @@ def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: 
     for ref in org_refs(text):
         name = ref.removeprefix("org:")
         if not _ORG_REPO.fullmatch(name):
-            continue  # not fetched: loading reports it, and no token is minted for an odd name
+            continue  # not fetched: loading reports it, and no credential is minted for an odd name
         full_name = f"{owner}/{name}"
         try:
-            fetched[ref] = _cached_file(conn, key("org-policy", full_name), ORG_POLICY_CACHE_SECONDS,
-                                        partial(forge.get_repo_file, full_name, POLICY_PATH))
+            fetched[ref] = cached(conn, keys.org_policy_text(forge.platform, full_name), keys.ORG_POLICY_TTL,
+                                  partial(forge.get_repo_file, full_name, POLICY_PATH))
         except FileTooLarge:
             fetched[ref] = None  # loading reports the org file as missing: the policy is invalid
     return load_policy(text, source=source, extends=fetched)
 
 
+def governing_policy(conn: redis.Redis, forge: Forge, pr: PullRequest) -> Policy | InvalidPolicy:
+    """The policy that judges a pull request and everything done on it: the file on its base branch at
+    that branch's current head, never the pull request's own copy (an agent never rewrites the policy
+    that judges it), and a policy tightened on the base applies to open pull requests at once."""
+    return policy_at(conn, forge, forge.branch_sha(pr.base_ref) or pr.base_sha)
+
+
+def default_branch_policy(conn: redis.Redis, forge: Forge, default_branch: str | None) -> Policy | InvalidPolicy:
+    """For actions outside a pull request (runs, deployments, pushes): the default branch's policy."""
+    sha = forge.branch_sha(default_branch or "main")
+    return policy_at(conn, forge, sha) if sha else DEFAULT_POLICY
+
+
+def usable(policy: Policy | InvalidPolicy) -> Policy:
+    """Chains are judged even under an invalid policy, with the secure default: failing open here would
+    let a broken policy file switch the chain rules off. The PR itself shows `error` meanwhile."""
+    return policy if isinstance(policy, Policy) else DEFAULT_POLICY
+
+
+def identities(policy: Policy | InvalidPolicy) -> Callable[[User | None], Actor]:
+    """Classify accounts under the policy's own `identities` (its agents and bots)."""
+    if isinstance(policy, Policy):
+        return partial(classify, agents=policy.agents, bots=policy.bots)
+    return classify
+
+
+# ---- facts about one head ----------------------------------------------------------------------------
+
+def changed_files(conn: redis.Redis, forge: Forge, pr: PullRequest) -> tuple[tuple[ChangedFile, ...], bool]:
+    """The head's changed files and whether the list is complete, cached by head SHA."""
+    def read() -> str:
+        files, complete = forge.list_changed_files(pr.number)
+        if pr.changed_files is not None and len(files) < pr.changed_files:
+            complete = False
+        return json.dumps({"files": [asdict(f) for f in files], "complete": complete})
+
+    raw = json.loads(cached(conn, keys.commit_files(forge.platform, forge.repo, pr.number, pr.head_sha),
+                            keys.COMMIT_FACTS_TTL, read) or "{}")
+    return tuple(ChangedFile(**f) for f in raw.get("files") or []), bool(raw.get("complete"))
+
+
+def changed_paths(conn: redis.Redis, forge: Forge, pr: PullRequest) -> tuple[list[str], bool]:
+    files, complete = changed_files(conn, forge, pr)
+    return [p for f in files for p in f.paths], complete
+
+
+def commits(conn: redis.Redis, forge: Forge, pr: PullRequest) -> tuple[list[Commit], bool]:
+    """The head's commits and whether the list is complete, cached by head SHA. A complete list must
+    end at the head: otherwise the PR was pushed to while we read, and a newer evaluation follows."""
+    name = keys.commit_list(forge.platform, forge.repo, pr.number, pr.head_sha)
+    raw = conn.get(name)
+    if raw is not None:
+        data = json.loads(raw)
+        return [_commit(c) for c in data["commits"]], bool(data["complete"])
+    found, complete = forge.list_commits(pr.number)
+    if complete and found and found[-1].sha != pr.head_sha:
+        raise HeadMoved(f"head moved from {pr.head_sha[:7]} to {found[-1].sha[:7]} while reading facts")
+    conn.set(name, json.dumps({"commits": [asdict(c) for c in found], "complete": complete}),
+             ex=keys.COMMIT_FACTS_TTL)
+    return found, complete
+
+
+def _commit(raw: dict) -> Commit:  # type: ignore[type-arg]
+    return Commit(raw["sha"], raw["message"], User.from_dict(raw.get("author")), User.from_dict(raw.get("committer")),
+                  tuple(raw.get("co_authors") or ()))
+
+
 def permission(conn: redis.Redis, forge: Forge, login: str) -> str:
-    cache = key("perm", forge.repo, login.lower())
-    cached = conn.get(cache)
-    if cached is not None:
-        return store_text(cached)
+    name = keys.permission(forge.platform, forge.repo, login)
+    found = conn.get(name)
+    if found is not None:
+        return store_text(found)
     level = forge.get_permission(login)
-    conn.set(cache, level, ex=PERMISSION_CACHE_SECONDS)
+    conn.set(name, level, ex=keys.PERMISSION_TTL)
     return level
 
 
-_CLOSING_REF = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#(\d{1,9})\b", re.IGNORECASE)
-_COAUTHOR = re.compile(r"^co-authored-by:.*<(?:\d+\+)?([A-Za-z0-9-]+)@users\.noreply\.github\.com>",
-                       re.IGNORECASE | re.MULTILINE)
+def via_app(conn: redis.Redis, forge: Forge, pr: PullRequest) -> str | None:
+    """The app a pull request was opened through on a user's behalf (fixed at creation, so cached)."""
+    if pr.via_app or pr.author.bot:
+        return pr.via_app
 
+    def read() -> str:
+        issue = forge.get_issue(pr.number)
+        return (issue.via_app if issue else None) or ""
+
+    return cached(conn, keys.via_app(forge.platform, forge.repo, pr.number), keys.VIA_APP_TTL, read) or None
+
+
+def issue_events(conn: redis.Redis, forge: Forge, number: int) -> list[IssueEvent]:
+    """An issue's or PR's history, shared briefly by the evaluations that read it."""
+    def read() -> str:
+        return json.dumps([asdict(e) for e in forge.issue_events(number)])
+
+    raw = json.loads(cached(conn, keys.issue_events(forge.platform, forge.repo, number), keys.ISSUE_EVENTS_TTL,
+                            read) or "[]")
+    return [IssueEvent(e["kind"], User.from_dict(e.get("actor")), User.from_dict(e.get("assignee")), e.get("label"),
+                       e.get("at") or "", e.get("other")) for e in raw]
+
+
+def forget_issue_events(conn: redis.Redis, platform: str, repo: str, number: int) -> None:
+    """A delivery said the issue changed: its cached history is stale."""
+    conn.delete(keys.issue_events(platform, repo, number))
+
+
+# ---- task context: who set the agent on this work ----------------------------------------------------
 
 def task_numbers(body: str) -> list[int]:
     """Issues a PR says it resolves ("Fixes #12"), in order, without repeats."""
-    return list(dict.fromkeys(int(n) for n in _CLOSING_REF.findall(body or "")))[:10]
+    return list(dict.fromkeys(int(n) for n in _CLOSING_REF.findall(body or "")))[:MAX_TASKS]
 
 
-def requester_key(repo: str, number: int) -> str:
-    return key("requesters", repo, number)
-
-
-def remember_requester(conn: redis.Redis, repo: str, number: int, login: str) -> None:
+def remember_requester(conn: redis.Redis, platform: str, repo: str, number: int, login: str) -> None:
     """Record the human who set an agent on an issue or PR (assigned it, mentioned it)."""
-    conn.sadd(requester_key(repo, number), login)
-    conn.expire(requester_key(repo, number), 180 * 24 * 3600)
+    name = keys.requesters(platform, repo, number)
+    pipe = conn.pipeline()
+    pipe.sadd(name, login)
+    pipe.expire(name, keys.REQUESTERS_TTL)
+    pipe.execute()
 
 
-def remember_task_pull(conn: redis.Redis, repo: str, task: int, pull: int) -> None:
+def remember_agent_requester(conn: redis.Redis, platform: str, repo: str, agent: str, task: int, login: str) -> None:
+    """Record that a human set this agent on a task in this repository. An agent's pull request that
+    names no task (it dropped "Fixes #N") still cannot be approved by the people who set it to work."""
+    name = keys.agent_requesters(platform, repo, agent)
+    pipe = conn.pipeline()
+    pipe.hset(name, f"{task}:{login}", "1")
+    pipe.expire(name, keys.AGENT_REQUESTERS_TTL)
+    pipe.execute()
+
+
+def forget_task_requesters(conn: redis.Redis, platform: str, repo: str, task: int, agents: list[str]) -> None:
+    """A closed task no longer ties its requester to the agent's other work."""
+    for agent in agents:
+        name = keys.agent_requesters(platform, repo, agent)
+        fields = [f for f in (store_text(x) for x in conn.hkeys(name)) if f.startswith(f"{task}:")]
+        if fields:
+            conn.hdel(name, *fields)
+
+
+def agents_with_requesters(conn: redis.Redis, platform: str, repo: str) -> list[str]:
+    prefix = keys.agent_requesters(platform, repo, "")
+    return [store_text(k)[len(prefix):] for k in conn.scan_iter(prefix + "*", count=100)]
+
+
+def remember_task_pull(conn: redis.Redis, platform: str, repo: str, task: int, pull: int) -> None:
     """Index PRs by the issues they resolve, so a change to the task re-evaluates them."""
-    conn.sadd(key("task-pulls", repo, task), pull)
-    conn.expire(key("task-pulls", repo, task), 180 * 24 * 3600)
+    name = keys.task_pulls(platform, repo, task)
+    pipe = conn.pipeline()
+    pipe.sadd(name, pull)
+    pipe.expire(name, keys.TASK_PULLS_TTL)
+    pipe.execute()
 
 
-def task_pulls(conn: redis.Redis, repo: str, task: int) -> list[int]:
-    return sorted(int(store_text(n)) for n in conn.smembers(key("task-pulls", repo, task)))
+def task_pulls(conn: redis.Redis, platform: str, repo: str, task: int) -> list[int]:
+    return sorted(int(store_text(n)) for n in conn.smembers(keys.task_pulls(platform, repo, task)))
 
 
-ISSUE_EVENTS_CACHE_SECONDS = 60
-
-
-def issue_events(conn: redis.Redis, forge: Forge, number: int) -> list[dict[str, Any]]:
-    """An issue's events, shared briefly by the evaluations of the PRs that resolve it."""
-    text = _cached_file(conn, key("issue-events", forge.repo, number), ISSUE_EVENTS_CACHE_SECONDS,
-                        lambda: json.dumps(forge.issue_events(number)))
-    return list(json.loads(text or "[]"))
-
-
-def forget_issue_events(conn: redis.Redis, repo: str, number: int) -> None:
-    """A delivery said the issue changed: its cached history is stale."""
-    conn.delete(key("issue-events", repo, number))
-
-
-def requesters(conn: redis.Redis, forge: Forge, number: int, tasks: list[int], commits: list[Commit],
-               agents: tuple[str, ...]) -> tuple[str, ...]:
-    """Who set the agent on this work: recorded from deliveries (assignments, @-mentions), read again
-    from the resolved issues' assignment history (so a lost delivery does not lose them), and the
-    humans credited as co-authors of an agent's commits."""
+def requesters(conn: redis.Redis, forge: Forge, pr: PullRequest, who: Callable[[User | None], Actor],
+               tasks: list[int], commit_list: list[Commit], agents: list[str]) -> tuple[str, ...]:
+    """Who set the agent on this work, from every link the platform and our deliveries keep:
+    - recorded from deliveries: assignments and @-mentions on this PR and on the tasks it resolves;
+    - recorded per agent: humans who assigned this agent a task in the repository that is still open
+      (so dropping "Fixes #N" from the description changes nothing);
+    - read again from history (a lost delivery loses nothing): the PR's own timeline, the issues it is
+      linked to or resolves, and their assignments to an agent;
+    - humans credited as co-authors of an agent's commits."""
+    platform, repo = forge.platform, forge.repo
     found: set[str] = set()
-    for n in [number, *tasks]:
-        found |= {store_text(m) for m in conn.smembers(requester_key(forge.repo, n))}
-    for n in tasks[:3]:
-        for event in issue_events(conn, forge, n):
-            assignee, assigner = event.get("assignee") or {}, event.get("assigner") or event.get("actor") or {}
-            if event.get("event") == "assigned" and assigner.get("login") and \
-                    classify_github_user(assignee, agents=agents).kind.is_automated and \
-                    not classify_github_user(assigner, agents=agents).kind.is_automated:
-                found.add(str(assigner["login"]))
-    for commit in commits:
+    for n in [pr.number, *tasks]:
+        found |= {store_text(m) for m in conn.smembers(keys.requesters(platform, repo, n))}
+    for agent in agents:
+        found |= {store_text(f).split(":", 1)[1] for f in conn.hkeys(keys.agent_requesters(platform, repo, agent))}
+    own = issue_events(conn, forge, pr.number)
+    linked = list(dict.fromkeys([*tasks, *(e.other for e in own if e.kind in ("connected", "cross-referenced")
+                                           and e.other and e.other != pr.number)]))
+    histories = [own] + [issue_events(conn, forge, n) for n in linked[:MAX_LINKED_HISTORIES]]
+    for history in histories:
+        for event in history:
+            if event.kind == "assigned" and event.actor is not None and who(event.assignee).kind.is_automated \
+                    and not who(event.actor).kind.is_automated:
+                found.add(event.actor.login)
+    for commit in commit_list:
         # A human credited as co-author of an agent's commit steered that commit.
-        if commit.author and commit.author.kind.is_automated:
-            found |= set(_COAUTHOR.findall(commit.message))
+        if who(commit.author).kind.is_automated:
+            found |= set(commit.co_authors)
     return tuple(sorted(found))
 
 
-def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], agents: tuple[str, ...],
-              bots: tuple[str, ...]) -> tuple[TaskRef, ...]:
+def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], who: Callable[[User | None], Actor]
+              ) -> tuple[TaskRef, ...]:
     refs = []
     for n in numbers:
         issue = forge.get_issue(n)
-        if issue is None or issue.get("pull_request"):
+        if issue is None or issue.is_pull_request:
             continue  # only issues are tasks
-        labels = tuple(label["name"] for label in issue.get("labels") or [])
-        applied = []
-        latest: dict[str, dict[str, Any]] = {}
+        latest: dict[str, User | None] = {}
         for event in issue_events(conn, forge, n):
-            if event.get("event") == "labeled":
-                latest[(event.get("label") or {}).get("name", "")] = event.get("actor") or {}
-        for label in labels:
-            applier = latest.get(label)
-            if applier:
-                who = classify_github_user(applier, agents=agents, bots=bots)
-                level = permission(conn, forge, who.login) if not who.kind.is_automated else "none"
-                applied.append(LabelApplied(label, who, level))
-        refs.append(TaskRef(n, issue.get("state", "open"), labels, tuple(applied),
-                            tuple(a["login"] for a in issue.get("assignees") or [])))
+            if event.kind == "labeled" and event.label:
+                latest[event.label] = event.actor
+        applied = []
+        for label in issue.labels:
+            if label in latest:
+                actor = who(latest[label])
+                level = permission(conn, forge, actor.login) if not actor.kind.is_automated else "none"
+                applied.append(LabelApplied(label, actor, level))
+        refs.append(TaskRef(n, issue.state, issue.labels, tuple(applied), issue.assignees))
     return tuple(refs)
 
 
-COMMITS_CAP = 250  # GitHub lists at most 250 commits of a pull request
-
-
-class HeadMoved(ForgeError):
-    """The pull request got new commits while its facts were read; a newer evaluation will follow."""
-
-
-def via_app(conn: redis.Redis, forge: Forge, number: int) -> str | None:
-    """The app a pull request was opened through on a user's behalf (fixed at creation, so cached)."""
-    def read() -> str | None:
-        issue = forge.get_issue(number) or {}
-        app = issue.get("performed_via_github_app") or {}
-        return str(app.get("slug") or app.get("name") or "")
-
-    return _cached_file(conn, key("via-app", forge.repo, number), 30 * 24 * 3600, read) or None
-
-
-def _app(slug: str | None) -> dict[str, str] | None:
-    return {"slug": slug} if slug else None
-
-
-def pull_request_facts(
-    conn: redis.Redis, forge: Forge, pr: PullRequestInfo, policy: Policy | InvalidPolicy
-) -> PullRequestFacts:
-    agents = policy.agents if isinstance(policy, Policy) else ()
-    bots = policy.bots if isinstance(policy, Policy) else ()
-
-    def who(user: dict | None):  # type: ignore[no-untyped-def,type-arg]
-        return classify_github_user(user, agents=agents, bots=bots) if user else None
-
-    files, complete = forge.list_changed_files(pr.number)
-    if pr.changed_files is not None and len(files) < pr.changed_files:
-        complete = False
+def pull_request_facts(conn: redis.Redis, forge: Forge, pr: PullRequest, policy: Policy | InvalidPolicy, *,
+                       with_requesters: bool | None = None) -> PullRequestFacts:
+    """Every fact the verdict reads. Requesters are read when an approval or a confirmation could be
+    excluded by them (`with_requesters=None`: whenever a human approved)."""
+    who = identities(policy)
+    files, files_complete = changed_files(conn, forge, pr)
     raw_reviews = forge.list_reviews(pr.number)
-    commits = forge.list_commits(pr.number)
-    if commits and commits[-1].sha != pr.head_sha:
-        raise HeadMoved(f"head moved from {pr.head_sha[:7]} to {commits[-1].sha[:7]} while reading facts")
+    commit_list, commits_complete = commits(conn, forge, pr)
     reviews = []
     for raw in raw_reviews:
-        reviewer = classify_github_user(raw.user, agents=agents, bots=bots)
+        reviewer = who(raw.user)
         # Only reviews that could count need the reviewer's permission: skip bots and plain comments.
         needs_level = raw.state in ("APPROVED", "CHANGES_REQUESTED") and not reviewer.kind.is_automated
         level = permission(conn, forge, reviewer.login) if needs_level else "none"
-        reviews.append(Review(reviewer, raw.state, raw.commit_id, level, raw.submitted_at, raw.id))
-    commit_facts = [Commit(c.sha, c.message, who(c.author), who(c.committer)) for c in commits]
+        reviews.append(Review(reviewer, raw.state, raw.commit_sha, level, raw.submitted_at, raw.id))
+    commit_facts = tuple(CommitFact(c.sha, c.message, who(c.author) if c.author else None,
+                                    who(c.committer) if c.committer else None) for c in commit_list)
+    author = who(User(pr.author.login, pr.author.id, pr.author.bot, via_app(conn, forge, pr), pr.author.agent))
     numbers = task_numbers(pr.body)
     want_tasks = isinstance(policy, Policy) and policy.task.required
+    if with_requesters is None:
+        with_requesters = any(r.state == "APPROVED" and not r.reviewer.kind.is_automated for r in reviews)
+    agents = sorted({a.login for a in (author, *(x for c in commit_facts for x in (c.author, c.committer) if x))
+                     if a.kind.is_automated})
+    found_requesters = requesters(conn, forge, pr, who, numbers, commit_list, agents) \
+        if with_requesters and isinstance(policy, Policy) and policy.exclude_requesters else ()
     return PullRequestFacts(
-        repo=forge.repo,
-        number=pr.number,
-        author=classify_github_user(pr.author, agents=agents, bots=bots,
-                                    via_app=_app(via_app(conn, forge, pr.number))),
-        head_sha=pr.head_sha,
-        head_ref=pr.head_ref,
-        base_ref=pr.base_ref,
-        base_sha=pr.base_sha,
-        default_branch=pr.default_branch,
-        head_repo=pr.head_repo,
-        state=pr.state,
-        draft=pr.draft,
-        title=pr.title,
-        body=pr.body,
-        labels=pr.labels,
-        changed_files=tuple(ChangedFile(f.filename, f.status, f.additions, f.deletions, f.previous_filename)
-                            for f in files),
-        changed_files_complete=complete,
-        reviews=tuple(reviews),
-        commits=tuple(commit_facts),
-        commits_complete=len(commits) < COMMITS_CAP,
-        requesters=requesters(conn, forge, pr.number, numbers if isinstance(policy, Policy) and
-                              policy.exclude_requesters else [], commit_facts, agents),
-        tasks=tasks_for(conn, forge, numbers, agents, bots) if want_tasks else (),
-        tasks_checked=want_tasks,
+        repo=forge.repo, number=pr.number, author=author, head_sha=pr.head_sha, head_ref=pr.head_ref,
+        base_ref=pr.base_ref, base_sha=pr.base_sha, default_branch=pr.default_branch, head_repo=pr.head_repo,
+        state=pr.state, draft=pr.draft, title=pr.title, body=pr.body, labels=pr.labels,
+        changed_files=files, changed_files_complete=files_complete, reviews=tuple(reviews), commits=commit_facts,
+        commits_complete=commits_complete, requesters=found_requesters,
+        tasks=tasks_for(conn, forge, numbers, who) if want_tasks else (), tasks_checked=want_tasks,
     )
 
 

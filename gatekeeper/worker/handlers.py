@@ -1,495 +1,496 @@
-"""Worker jobs for the whole action path: comments, labels, workflow runs, deployments, merge queues,
-pushes and foreign statuses. Judgement is in `chains` (pure); here are the I/O and the actions."""
+"""Handlers for every event but a plain re-evaluation: comments, assignments, task changes, labels,
+workflow runs, pushes, deployments, merge groups and foreign statuses.
+
+A handler reads what it needs through the port and returns a `Result`: the chain findings to record,
+humans' confirmations, the pull requests to re-evaluate and the actions to take. It never acts on the
+platform itself, and never evaluates a pull request itself: `jobs.handle` records, acts, and queues
+one evaluation per pull request through its waiting slot. Judgement is in `core.chains` (pure)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rq import Queue, get_current_job
-
 from gatekeeper.core import chains
-from gatekeeper.core.facts import Actor, ActorKind, RecordedFinding
-from gatekeeper.core.identity import KNOWN_AGENTS, classify, has_ai_trailer
+from gatekeeper.core.facts import Actor, Confirmation, RecordedFinding, User
+from gatekeeper.core.identity import bare, classify, has_ai_trailer
 from gatekeeper.core.verdict import Outcome, Reason, Verdict
-from gatekeeper.forges.github.auth import (
-    DEPLOY_PERMISSIONS,
-    EVALUATE_PERMISSIONS,
-    LABEL_PERMISSIONS,
-    InstallationTokens,
-    app_slug,
-)
-from gatekeeper.forges.port import Forge, ForgeError
-from gatekeeper.policy import DEFAULT_POLICY, InvalidPolicy, Policy
-from gatekeeper.state import audit, findings, metrics
-from gatekeeper.state.queue import JOB_TIMEOUT, RETRY
-from gatekeeper.state.store import key
-from gatekeeper.state.store import text as store_text
-from gatekeeper.worker import gather, runtime
-from gatekeeper.worker import pipeline as jobs
+from gatekeeper.forges.port import EVALUATE, Capability, Event, Forge, ForgeError, PullRequest
+from gatekeeper.policy import DEFAULT_POLICY, Policy
+from gatekeeper.state import findings, keys
+from gatekeeper.worker import actions, gather
+from gatekeeper.worker.pipeline import assess
+from gatekeeper.worker.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-# Bots whose pushes to protected branches are the platform's own merge machinery.
-PLATFORM_MERGERS = frozenset({"github-merge-queue[bot]", "github-actions[bot]"})
-_CALLBACK_RUN = re.compile(r"/actions/runs/(\d+)/deployment_protection_rule/?$")
-_MERGE_GROUP_PR = re.compile(r"/pr-(\d+)-[0-9a-f]{7,40}$")
-_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9-]+(?:\[bot\])?)", re.IGNORECASE)
+
+# ---- what a handler returns ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoveLabel:
+    number: int
+    label: str
+    applied_by: str
 
 
-def _who(user: dict[str, Any] | None, policy: Policy | InvalidPolicy | None = None) -> Actor:
-    user = user or {}
-    agents = policy.agents if isinstance(policy, Policy) else ()
-    bots = policy.bots if isinstance(policy, Policy) else ()
-    return classify(user.get("login"), account_type=user.get("type"), via_app=user.get("via_app"),
-                    agents=agents, bots=bots, account_id=user.get("id"))
+@dataclass(frozen=True)
+class AnswerDeployment:
+    run_id: int
+    environment: str
+    state: str  # approved | rejected
+    reason: Reason
+    facts: dict[str, Any]
+    policy: Policy
 
 
-def _usable(policy: Policy | InvalidPolicy) -> Policy:
-    # Chains are judged even under an invalid policy, with the secure default: failing open here would
-    # let a broken policy file switch the chain rules off. The PR itself already shows `error`.
-    return policy if isinstance(policy, Policy) else DEFAULT_POLICY
+@dataclass(frozen=True)
+class PostVerdict:
+    """A verdict on a commit that is no pull request's head (a push, a merge group, a forged status)."""
+
+    sha: str
+    subject: str
+    verdict: Verdict
+    facts: dict[str, Any]
+    policy: Policy | None = None
+    status: bool = True  # False: a decision record only (a workflow run outside any PR)
 
 
-def _now() -> str:
-    # GitHub's own timestamp format, so findings and reviews compare as strings.
+HandlerAction = RemoveLabel | AnswerDeployment | PostVerdict
+
+
+@dataclass
+class Result:
+    info: dict[str, Any] = field(default_factory=dict)
+    findings: list[tuple[int, RecordedFinding]] = field(default_factory=list)
+    confirmations: list[tuple[int, Confirmation]] = field(default_factory=list)
+    reevaluate: list[int] = field(default_factory=list)
+    forget_status: list[str] = field(default_factory=list)  # heads whose status must be posted again
+    actions: list[HandlerAction] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    rt: Runtime
+    forge: Forge
+    event: Event
+    retrying: bool = False  # the job will run again if this attempt fails
+
+    @property
+    def conn(self):  # type: ignore[no-untyped-def]
+        return self.rt.conn
+
+
+Handler = Callable[[Context], Result]
+HANDLERS: dict[str, tuple[Handler, frozenset[Capability]]] = {}
+
+
+def handler(kind: str, capabilities: frozenset[Capability] = EVALUATE) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = (fn, capabilities)
+        return fn
+
+    return register
+
+
+def now() -> str:
+    # The platforms' own timestamp format, so findings, confirmations and reviews compare as strings.
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _finding_id(*parts: object) -> str:
+def finding_id(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
 
 
-def _record(rt: runtime.Runtime, repo: str, number: int, finding: chains.ChainFinding, fid: str, at: str,
-            extra_subject: str = "") -> bool:
-    stored = RecordedFinding(id=fid, kind=finding.kind, actor=finding.actor.login, actor_kind=finding.actor.kind.value,
-                             subject=extra_subject or finding.subject, message=finding.reason.message,
-                             unblock=finding.reason.unblock or "A human with write access approves the current head",
-                             at=at or _now(), key=finding.key)
-    added = findings.record(rt.conn, repo, number, stored)
-    if added:
-        metrics.incr(rt.conn, "agentgate_verdicts", "github", f"chain-{finding.kind}")
-        log.warning("%s#%s chain finding: %s", repo, number, finding.reason.message)
-    return added
+def stored(finding: chains.ChainFinding, fid: str, at: str, subject: str = "") -> RecordedFinding:
+    return RecordedFinding(id=fid, kind=finding.kind, actor=finding.actor.login, actor_kind=finding.actor.kind.value,
+                           subject=subject or finding.subject, message=finding.reason.message,
+                           unblock=finding.reason.unblock or "A human with write access approves the current head",
+                           at=at or now(), key=finding.key)
 
 
-def _base_policy(rt: runtime.Runtime, forge: Forge, number: int) -> tuple[Policy, jobs.KnownPull]:
-    """The policy on the PR's base branch, where the agent cannot have changed it (the secure default
-    when that file is invalid), and the PR and policy as read, for the evaluation that follows."""
-    pr = forge.get_pull_request(number)
-    policy = gather.policy_for_pull(rt.conn, forge, pr)
-    return _usable(policy), (pr, policy)
+def _governing(ctx: Context, number: int) -> tuple[PullRequest, Policy, Callable[[User | None], Actor]]:
+    """The PR and the policy on its base branch (the secure default when that file is invalid)."""
+    pr = ctx.forge.get_pull_request(number)
+    policy = gather.governing_policy(ctx.conn, ctx.forge, pr)
+    return pr, gather.usable(policy), gather.identities(policy)
 
 
-def _changed_paths(forge: Forge, number: int) -> tuple[list[str], bool]:
-    files, complete = forge.list_changed_files(number)
-    paths = [p for f in files for p in ((f.filename, f.previous_filename) if f.previous_filename else (f.filename,))]
-    return paths, complete
+def _open_pulls_at(forge: Forge, sha: str | None) -> list[PullRequest]:
+    if not sha:
+        return []
+    return [p for p in forge.pulls_for_commit(sha) if p.state == "open" and p.head_sha == sha]
 
 
-def _as_chain(stored: RecordedFinding) -> chains.ChainFinding:
-    actor = Actor(stored.actor, ActorKind(stored.actor_kind))
-    return chains.ChainFinding(stored.kind, actor, stored.subject,
-                               Reason(f"chain-{stored.kind}", Outcome.FAILURE, stored.message, stored.unblock),
-                               key=stored.key)
+# ---- comments and review bodies -----------------------------------------------------------------------
 
-
-def _lift_confirmed(
-    rt: runtime.Runtime, forge: Forge, number: int, human: Actor, **action: str
-) -> list[RecordedFinding]:
-    """Lift the findings a human's own repeat of the action confirms (a maintainer's, not anyone's)."""
-    level = gather.permission(rt.conn, forge, human.login)
-    return findings.lift(rt.conn, forge.repo, number,
-                         lambda f: chains.human_confirms(_as_chain(f), human, permission=level, **action))
-
-
-def _reevaluate(rt: runtime.Runtime, forge: Forge, number: int, trigger: str, sender: Any, delivery: str,
-                force: bool = False, known: jobs.KnownPull | None = None) -> dict[str, Any]:
-    return jobs.evaluate_with(rt, forge, "github", number, trigger, sender, delivery, force, known)
-
-
-# ---- comments ------------------------------------------------------------------------------------------
-
-def on_comment(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, action: str, number: int,
-               is_pull_request: bool, comment_id: int, body: str, author: Any, created_at: str | None, kind: str,
-               delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    writer, editor = _who(author), _who(sender)
-    if action == "created" and not writer.kind.is_automated:
-        _remember_mentions(rt, repo, number, writer, body)
-    if not is_pull_request:
-        return {"ignored": "comment on an issue"}
+@handler("comment")
+def on_comment(ctx: Context) -> Result:
+    ev, data = ctx.event, ctx.event.data
+    number, action = ev.subject, str(data["action"])
+    author = ev.user("author")
+    mentions = [User.from_dict(m) for m in data.get("mentions") or []]
+    if not data.get("is_pull_request"):
+        return _remember_mentions(ctx, number, author, [m for m in mentions if m], None)
     if action == "deleted":
-        return {"ignored": "deleted comment"}  # what it triggered already happened; the finding stays
-    policy, known = _base_policy(rt, forge, number)
-    writer, editor = _who(author, policy), _who(sender, policy)
-    if action == "edited" and editor.login.lower() != writer.login.lower():
-        finding = chains.ChainFinding("tampering", editor, f"comment {comment_id}", Reason(
-            "chain-tampering", Outcome.FAILURE,
-            f"{editor.login} edited a {kind.replace('_', ' ')} written by {writer.login}",
+        return Result({"ignored": "deleted comment"})  # what it triggered already happened; the finding stays
+    pr, policy, who = _governing(ctx, number)
+    writer, editor = who(author), who(ev.actor)
+    edited = action == "edited"
+    # An edit is a new action: it counts from the moment of the edit, never from the comment's creation.
+    at = (str(data.get("edited_at") or "") or now()) if edited else (str(data.get("created_at") or "") or now())
+    comment_id, kind = data.get("comment_id"), str(data.get("source") or "comment")
+    result = _remember_mentions(ctx, number, author, [m for m in mentions if m], who) if not edited else Result()
+    if edited and (ev.actor is None or editor.login.lower() != writer.login.lower()):
+        finding = chains.ChainFinding("tampering", editor, f"{kind} {comment_id}", Reason(
+            "chain-tampering", Outcome.FAILURE, f"{editor.login} edited a {kind.replace('_', ' ')} written by "
+                                                f"{writer.login}",
             "A human with write access approves the current head after checking the edited comment"))
-        _record(rt, repo, number, finding, _finding_id("tamper", comment_id, created_at), created_at or "")
-        return _reevaluate(rt, forge, number, f"{kind}.edited", sender, delivery_id, known=known)
+        result.findings.append((number, stored(finding, finding_id("tamper", kind, comment_id, at), at)))
+        result.reevaluate.append(number)
+        return result
+    body = str(data.get("body") or "")
     if writer.kind.is_automated:
-        if _is_self(rt, installation_id, writer):
-            return {"ignored": "our own comment"}  # it quotes commands when it explains them
-        paths, complete = _changed_paths(forge, number)
+        if author is not None and ctx.forge.is_own(author):
+            return Result({"ignored": "our own comment"})  # it quotes commands when it explains them
+        paths, complete = gather.changed_paths(ctx.conn, ctx.forge, pr)
         hits = chains.judge_comment(policy, writer, body, paths, paths_complete=complete)
-        for finding in hits:
-            _record(rt, repo, number, finding, _finding_id("command", comment_id, finding.subject), created_at or "")
+        for hit in hits:
+            fid = finding_id("command", kind, comment_id, hit.subject, at if edited else "")
+            result.findings.append((number, stored(hit, fid, at)))
         if hits:
-            # Also when the findings were recorded by an earlier attempt of this job that failed later.
-            return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id, known=known)
-        return {"findings": 0}
-    # A human repeating a command a bot gave takes responsibility for it: that lifts the finding.
-    lifted = [f for hit in chains.find_commands(body, policy.chains)
-              for f in _lift_confirmed(rt, forge, number, writer, command=hit.command)]
-    if lifted:
-        return _reevaluate(rt, forge, number, f"{kind}.{action}", sender, delivery_id, known=known)
-    return {"findings": 0}
+            result.reevaluate.append(number)
+        result.info["findings"] = len(hits)
+        return result
+    # A human repeating a bot's command takes responsibility for it, if their approval would count.
+    confirms = [Confirmation("command", hit.command, writer.login, at)
+                for hit in chains.find_commands(body, policy.chains) if hit.command != chains.UNSCANNED]
+    if confirms and findings.load(ctx.conn, ctx.forge.platform, ctx.forge.repo, number):
+        result.confirmations += [(number, c) for c in confirms]
+        result.reevaluate.append(number)
+    return result
 
 
-def _remember_mentions(rt: runtime.Runtime, repo: str, number: int, writer: Actor, body: str) -> None:
-    """A human who summons an agent (`@copilot fix this`) is its requester for this thread."""
-    for login in _MENTION.findall(body or ""):
-        bare = login.lower().removesuffix("[bot]")
-        if bare in KNOWN_AGENTS:
-            gather.remember_requester(rt.conn, repo, number, writer.login)
+def _remember_mentions(ctx: Context, number: int, writer: User | None, mentioned: list[User],
+                       who: Callable[[User | None], Actor] | None) -> Result:
+    """A human who summons an agent (`@copilot fix this`) is its requester for this thread and, while the
+    task is open, for the agent's work in this repository."""
+    if writer is None or not mentioned:
+        return Result()
+    if who is None:
+        # Classified under the repository's own identities: an agent it names can be summoned too.
+        who = gather.identities(gather.default_branch_policy(ctx.conn, ctx.forge, ctx.event.default_branch))
+    if who(writer).kind.is_automated:
+        return Result()
+    summoned = [m for m in mentioned if who(m).kind.is_automated]
+    for agent in summoned:
+        gather.remember_requester(ctx.conn, ctx.forge.platform, ctx.forge.repo, number, writer.login)
+        gather.remember_agent_requester(ctx.conn, ctx.forge.platform, ctx.forge.repo, bare(agent.login), number,
+                                        writer.login)
+    return Result({"requester": writer.login} if summoned else {})
 
 
-def on_assigned(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, number: int,
-                assignee: Any, delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    gather.forget_issue_events(rt.conn, repo, number)
-    person, agent = _who(sender), _who(assignee)
-    if agent.kind.is_automated and not person.kind.is_automated:
-        gather.remember_requester(rt.conn, repo, number, person.login)
-        return {"requester": person.login}
-    return {"ignored": "not an agent assignment by a human"}
+# ---- who set an agent on a task -----------------------------------------------------------------------
+
+@handler("assigned", frozenset({Capability.READ}))
+def on_assigned(ctx: Context) -> Result:
+    ev = ctx.event
+    gather.forget_issue_events(ctx.conn, ev.platform, ev.repo, ev.subject)
+    # Classified under the repository's own identities: an agent it names is an agent here too.
+    who = gather.identities(gather.default_branch_policy(ctx.conn, ctx.forge, ev.default_branch))
+    person, agent = who(ev.actor), who(ev.user("assignee"))
+    if not agent.kind.is_automated or person.kind.is_automated or ev.actor is None:
+        return Result({"ignored": "not an agent assignment by a human"})
+    gather.remember_requester(ctx.conn, ev.platform, ev.repo, ev.subject, person.login)
+    gather.remember_agent_requester(ctx.conn, ev.platform, ev.repo, bare(agent.login), ev.subject, person.login)
+    result = Result({"requester": person.login})
+    if ev.data.get("is_pull_request"):
+        result.reevaluate.append(ev.subject)
+    return result
 
 
-def on_task_changed(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                    default_branch: str | None = None, number: int, action: str,
-                    delivery_id: str = "") -> dict[str, Any]:
+@handler("task", frozenset({Capability.READ}))
+def on_task_changed(ctx: Context) -> Result:
     """An issue that PRs resolve was labelled, unlabelled, closed or reopened: re-evaluate those PRs."""
-    rt = runtime.current()
-    gather.forget_issue_events(rt.conn, repo, number)
-    pulls = gather.task_pulls(rt.conn, repo, number)
-    if not pulls:
-        return {"ignored": f"no pull request resolves #{number}"}
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    for pull in pulls:
-        _reevaluate(rt, forge, pull, f"issues.{action}", sender, delivery_id)
-    return {"pull_requests": pulls}
-
-
-def on_tampering(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, number: int, what: str,
-                 author: str, delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    editor = _who(sender)
-    finding = chains.ChainFinding("tampering", editor, what, Reason(
-        "chain-tampering", Outcome.FAILURE, f"{editor.login} edited {what}; only its author may change it",
-        f"{author} or another human with write access submits a fresh review of the current head"))
-    _record(rt, repo, number, finding, _finding_id("tamper", what, delivery_id), "")
-    return _reevaluate(rt, forge, number, "pull_request_review.edited", sender, delivery_id)
+    ev = ctx.event
+    gather.forget_issue_events(ctx.conn, ev.platform, ev.repo, ev.subject)
+    if ev.data.get("action") == "closed":
+        agents = gather.agents_with_requesters(ctx.conn, ev.platform, ev.repo)
+        gather.forget_task_requesters(ctx.conn, ev.platform, ev.repo, ev.subject, agents)
+    pulls = gather.task_pulls(ctx.conn, ev.platform, ev.repo, ev.subject)
+    return Result({"pull_requests": pulls}, reevaluate=pulls)
 
 
 # ---- labels --------------------------------------------------------------------------------------------
 
-def on_label(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-             default_branch: str | None = None, action: str, number: int,
-             label: str | None, at: str | None = None, delivery_id: str = "") -> dict[str, Any]:
-    """Judge a label change, then re-evaluate: rules may read labels even when no chain is involved."""
-    rt = runtime.current()
-    forge = rt.forge(platform, installation_id, repo, LABEL_PERMISSIONS)
-    trigger = f"pull_request.{action}"
-    who = _who(sender)
-    if who.kind.is_automated and _is_self(rt, installation_id, who):
-        return {"ignored": "our own label change"}  # we removed a bot's label; that evaluation is done
-    known = None
-    if action == "labeled" and label:
-        policy, known = _base_policy(rt, forge, number)
-        who = _who(sender, policy)
-        if who.kind.is_automated:
-            paths, complete = _changed_paths(forge, number)
-            hits = chains.judge_label(policy, who, label, paths, paths_complete=complete)
-            for finding in hits:
-                _record(rt, repo, number, finding, _finding_id("label", number, label, at or delivery_id),
-                        at or "", extra_subject=label)
-            if hits and policy.chains.remove_bot_labels:
-                forge.remove_label(number, label)
-                audit.record_own(rt.conn, repo, "remove_label", f"#{number}", f"{label} (applied by {who.login})")
-        else:
-            # A human applying the same label approves the action.
-            _lift_confirmed(rt, forge, number, who, label=label)
-    return _reevaluate(rt, forge, number, trigger, sender, delivery_id, known=known)
+@handler("label", EVALUATE | {Capability.LABELS})
+def on_label(ctx: Context) -> Result:
+    """Judge a label change, then re-evaluate: rules read labels even when no chain is involved."""
+    ev, data = ctx.event, ctx.event.data
+    number, label, action = ev.subject, data.get("label"), str(data.get("action"))
+    if ev.actor is not None and ev.actor.bot and ctx.forge.is_own(ev.actor):
+        return Result({"ignored": "our own label change"})  # we removed a bot's label; that evaluation is done
+    result = Result(reevaluate=[number])
+    if not label:
+        return result
+    pr, policy, who = _governing(ctx, number)
+    actor = who(ev.actor)
+    at = str(data.get("at") or "") or now()
+    if action == "labeled" and actor.kind.is_automated:
+        paths, complete = gather.changed_paths(ctx.conn, ctx.forge, pr)
+        hits = chains.judge_label(policy, actor, label, paths, paths_complete=complete)
+        for hit in hits:
+            result.findings.append((number, stored(hit, finding_id("label", number, label, at), at, label)))
+        if hits and policy.chains.remove_bot_labels:
+            result.actions.append(RemoveLabel(number, label, actor.login))
+    elif action == "labeled":
+        # A human applying the same label approves the action, if their approval would count.
+        result.confirmations.append((number, Confirmation("label", chains.label_key(label), actor.login, at)))
+    elif action == "unlabeled" and actor.kind.is_automated:
+        for hit in chains.judge_label_removal(policy, actor, label):
+            result.findings.append((number, stored(hit, finding_id("unlabel", number, label, at), at, label)))
+    return result
 
 
 # ---- workflow runs -------------------------------------------------------------------------------------
 
-def on_workflow_run(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, action: str,
-                    run_id: int, name: str, path: str, event: str, head_sha: str | None, head_branch: str | None,
-                    triggering_actor: Any, actor: Any, pull_numbers: list[int],
-                    delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    if action != "requested":
-        return {"ignored": f"workflow_run.{action}"}  # judged once, when it was requested
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    numbers = list(pull_numbers) or ([p["number"] for p in forge.pulls_for_commit(head_sha)
-                                      if p.get("state") == "open"] if head_sha else [])
-    policy = _default_branch_policy(rt, forge, default_branch)
-    paths = _changed_paths(forge, numbers[0])[0] if len(numbers) == 1 else []
-    hits = chains.judge_workflow_run(policy, _who(triggering_actor, policy) if triggering_actor else None,
-                                     _who(actor, policy), event, name, path, run_id, head_branch=head_branch,
-                                     default_branch=default_branch, changed_paths=paths)
+@handler("workflow_run")
+def on_workflow_run(ctx: Context) -> Result:
+    ev, data = ctx.event, ctx.event.data
+    forge = ctx.forge
+    run_id, path, name = int(data["run_id"]), str(data.get("path") or ""), str(data.get("name") or "")
+    head_sha, head_branch = data.get("head_sha"), data.get("head_branch")
+    prs = {p.number: p for p in _open_pulls_at(forge, head_sha)}
+    for number in data.get("pull_numbers") or []:
+        if number not in prs:
+            prs[number] = forge.get_pull_request(number)
+    policy_or_invalid = gather.default_branch_policy(ctx.conn, forge, ev.default_branch)
+    policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
+    starter = who(ev.user("triggering_actor") or ev.user("run_actor"))
+    if not starter.kind.is_automated:
+        # A human starting or re-running the workflow takes responsibility for it.
+        confirms = [(n, Confirmation("workflow_run", path or name, starter.login, now())) for n in prs]
+        return Result({"findings": 0}, confirmations=confirms, reevaluate=list(prs) if confirms else [])
+    # The run's own workflow changed by the change it runs for: any of its pull requests, or, with
+    # none, the file at the run's commit against the default branch.
+    paths = [p for pr in prs.values() for p in gather.changed_paths(ctx.conn, forge, pr)[0]]
+    workflow_changed = False
+    if not prs and path and head_sha:
+        workflow_changed = forge.get_file(path, head_sha) != forge.get_file(path, ev.default_branch or "main")
+    head_is_branch = True
+    if data.get("event") == "push" and head_branch:
+        # A tag push names the tag here: only a real branch at this commit is a branch push.
+        head_is_branch = forge.branch_sha(str(head_branch)) == head_sha
+    hits = chains.judge_workflow_run(policy, starter, starter, str(data.get("event") or ""), name, path, run_id,
+                                     head_branch=head_branch, default_branch=ev.default_branch, changed_paths=paths,
+                                     head_is_branch=head_is_branch, workflow_changed=workflow_changed)
+    result = Result({"findings": len(hits), "pull_requests": sorted(prs)})
     if not hits:
-        return {"findings": 0}
-    for number in numbers:
-        for finding in hits:
-            _record(rt, repo, number, finding, _finding_id("run", run_id), "")
-        _reevaluate(rt, forge, number, "workflow_run.requested", sender, delivery_id)
-    if not numbers:
+        return result
+    at = now()
+    for number in prs:
+        for hit in hits:
+            result.findings.append((number, stored(hit, finding_id("run", run_id), at)))
+        result.reevaluate.append(number)
+    if not prs:
         # Nothing to block: a run outside any PR can only be reported (see the README's chain table).
-        _report(rt, repo, f"workflow run {run_id}", head_sha or "", hits, delivery_id)
-    return {"findings": len(hits), "pull_requests": numbers}
-
-
-def _default_branch_policy(rt: runtime.Runtime, forge: Forge, default_branch: str | None) -> Policy:
-    """The policy on the default branch: for actions outside a PR, never one an agent's branch carries."""
-    sha = forge.branch_sha(default_branch or "main")
-    return _usable(gather.policy_at(rt.conn, forge, sha) if sha else DEFAULT_POLICY)
-
-
-def _report(rt: runtime.Runtime, repo: str, subject: str, sha: str, hits: list[chains.ChainFinding],
-            delivery: str) -> str:
-    verdict = Verdict.of([h.reason for h in hits])
-    return jobs.save_decision(rt.conn, "github", repo, subject, sha, verdict,
-                              {"findings": [h.reason.to_dict() for h in hits]}, None, {"delivery": delivery})
+        result.actions.append(PostVerdict(head_sha or "", f"workflow run {run_id}",
+                                          Verdict.of([h.reason for h in hits]),
+                                          {"findings": [h.reason.to_dict() for h in hits]}, policy, status=False))
+    return result
 
 
 # ---- pushes --------------------------------------------------------------------------------------------
 
-def on_push(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, ref: str, after: str | None,
-            before: str | None, forced: bool, pusher: str | None,
-            commits: list[dict[str, Any]], policy_changed: bool = False,
-            delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    if policy_changed and after:
-        _reevaluate_open_pulls(rt, forge, platform, installation_id, ref, after)
+# Bots whose pushes to protected branches are the platform's own merge machinery.
+PLATFORM_MERGERS = frozenset({"github-merge-queue[bot]", "github-actions[bot]"})
+
+
+@handler("push")
+def on_push(ctx: Context) -> Result:
+    ev, data = ctx.event, ctx.event.data
+    forge, conn = ctx.forge, ctx.conn
+    ref, after, before = str(data["ref"]), data.get("after"), data.get("before")
+    result = Result()
+    if data.get("policy_changed") and after:
+        # A new policy on a branch applies to the open PRs into it now, not at their next push.
+        result.reevaluate += [p.number for p in forge.list_open_pulls(100) if p.base_ref == ref]
     zero = "0" * 40
     # The policy before the push: the pushed commits must not get to define their own rules.
-    policy_sha = before if before and before != zero else forge.branch_sha(default_branch or "main")
-    policy = _usable(gather.policy_at(rt.conn, forge, policy_sha) if policy_sha else DEFAULT_POLICY)
-    who = _who(sender, policy)
-    protected = ref == default_branch or policy.protected_branches.match(ref)
-    if not protected or not after or not who.kind.is_automated or who.login in PLATFORM_MERGERS:
-        return {"ignored": "not an automated push to a protected branch"}
-    if _is_self(rt, installation_id, who):
-        return {"ignored": "our own push"}
-    # Merging a pull request that agentgate passed is how changes should arrive; anything else, including
-    # a bot merging an unapproved PR with bypass rights, went around review.
+    policy_sha = before if before and before != zero else forge.branch_sha(ev.default_branch or "main")
+    policy_or_invalid = gather.policy_at(conn, forge, policy_sha) if policy_sha else DEFAULT_POLICY
+    policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
+    pusher = who(ev.actor)
+    protected = ref == ev.default_branch or policy.protected_branches.match(ref)
+    if not protected or not after or not pusher.kind.is_automated or pusher.login in PLATFORM_MERGERS:
+        result.info["ignored"] = "not an automated push to a protected branch"
+        return result
+    if ev.actor is not None and forge.is_own(ev.actor):
+        result.info["ignored"] = "our own push"
+        return result
+    # Merging a pull request agentgate passed at that very head is how changes should arrive; anything
+    # else, including a bot merging an unapproved PR with bypass rights, went around review.
     for merged in forge.pulls_for_commit(after):
-        if (merged.get("merged_at") and merged.get("base_ref") == ref and merged.get("merge_commit_sha") == after
-                and _last_outcome(rt, repo, merged.get("head_sha") or "") == "success"):
-            return {"ignored": f"merge of pull request #{merged['number']}, which agentgate passed"}
+        if merged.merged and merged.base_ref == ref and merged.merge_commit_sha == after and _passed(ctx, merged):
+            result.info["ignored"] = f"merge of pull request #{merged.number}, which agentgate passed"
+            return result
     reason = Reason("chain-push", Outcome.FAILURE,
-                    f"{who.login} ({who.kind.value}) pushed {after[:7]} directly to protected branch {ref}"
-                    f"{' with --force' if forced else ''}, bypassing review",
-                    f"Revert {after[:7]} or have a human with write access review it in a pull request")
-    verdict = Verdict.of([reason])
-    decision_id = jobs.save_decision(rt.conn, platform, repo, f"push to {ref}", after, verdict,
-                                     {"pusher": pusher, "sender": sender, "forced": forced, "commits": commits},
-                                     policy, {"event": "push", "delivery": delivery_id})
-    target = f"{rt.settings.public_url}/decisions/{decision_id}"
-    jobs.post_status(rt.conn, forge, after, "failure", verdict.description(), target, rt.settings.status_context,
-                     force=True)
-    log.warning("%s: %s", repo, reason.message)
-    return {"decision": decision_id, "outcome": "failure"}
+                    f"{pusher.login} ({pusher.kind.value}) pushed {after[:7]} directly to protected branch {ref}"
+                    f"{' with --force' if data.get('forced') else ''}, bypassing review",
+                    f"Revert {after[:7]} or have a human with write access review it in a pull request",
+                    data={"pusher": pusher.login, "ref": ref, "sha": after})
+    result.actions.append(PostVerdict(after, f"push to {ref}", Verdict.of([reason]),
+                                      {"pusher": data.get("pusher"), "sender": pusher.login,
+                                       "forced": data.get("forced"), "commits": data.get("commits")}, policy))
+    log.warning("%s: %s", ev.repo, reason.message)
+    return result
 
 
-def _reevaluate_open_pulls(rt: runtime.Runtime, forge: Forge, platform: str, installation_id: int | None,
-                           branch: str, after: str) -> None:
-    """A new policy on a branch applies to the open PRs into it now, not at their next push: one job each,
-    so workers share them and each retries on its own."""
-    queue = Queue(rt.settings.queue_name, connection=rt.conn)
-    for pull in forge.list_open_pulls(100):
-        if pull.base_ref == branch:
-            queue.enqueue("gatekeeper.worker.pipeline.evaluate_pull_request",
-                          job_id=f"policy-{after[:12]}-{pull.number}",
-                          kwargs={"platform": platform, "repo": forge.repo, "number": pull.number,
-                                  "installation_id": installation_id, "trigger": "push.policy_changed"},
-                          retry=RETRY, job_timeout=JOB_TIMEOUT)
-
-
-def _last_outcome(rt: runtime.Runtime, repo: str, sha: str) -> str | None:
-    raw = rt.conn.get(key("outcome", repo, sha, rt.settings.status_context))
-    return store_text(raw) if raw is not None else None
+def _passed(ctx: Context, pr: PullRequest) -> bool:
+    """Whether agentgate's own verdict on this PR at that head was success."""
+    verdict = actions.head_verdicts(ctx.conn, ctx.forge, pr.head_sha).get(pr.number)
+    return verdict is not None and verdict.outcome == Outcome.SUCCESS.value
 
 
 # ---- deployments ---------------------------------------------------------------------------------------
 
-def on_deployment_protection_rule(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None,
-                                  environment: str | None, event: str | None, sha: str | None, ref: str | None,
-                                  callback_url: str | None, creator: Any, pull_numbers: list[int],
-                                  delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    match = _CALLBACK_RUN.search(callback_url or "")
-    if not match or not environment:
-        # We never call URLs from payloads; without a run id there is nothing we can answer.
-        log.error("%s: deployment protection request without a usable run id or environment", repo)
-        return {"ignored": "no run id"}
-    run_id = int(match.group(1))
-    forge = rt.forge(platform, installation_id, repo, DEPLOY_PERMISSIONS)
+@handler("deployment", EVALUATE | {Capability.DEPLOYMENTS})
+def on_deployment(ctx: Context) -> Result:
+    ev, data = ctx.event, ctx.event.data
+    forge = ctx.forge
+    environment, run_id = data.get("environment"), data.get("run_id")
+    if not run_id or not environment:
+        log.error("%s: deployment protection request without a usable run id or environment", ev.repo)
+        return Result({"ignored": "no run id"})
+    sha = data.get("sha")
     try:
-        policy = _default_branch_policy(rt, forge, default_branch)
+        policy_or_invalid = gather.default_branch_policy(ctx.conn, forge, ev.default_branch)
+        policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
         # Whoever started, re-ran or created it: the most automated of them is the requester.
-        run = forge.get_workflow_run(run_id) or {}
-        people = [_who(p, policy) for p in (run.get("triggering_actor"), run.get("actor"), sender, creator) if p]
+        run = forge.get_workflow_run(int(run_id))
+        users = [run.triggering_actor, run.actor] if run else []
+        people = [who(u) for u in (*users, ev.actor, ev.user("creator")) if u]
         requester = next((p for p in people if p.kind.is_automated), people[0] if people else None)
-        numbers = list(pull_numbers) or ([p["number"] for p in forge.pulls_for_commit(sha) if p.get("state") == "open"]
-                                         if sha else [])
-        outcome, agent_involved = _deployed_change(rt, forge, numbers, sha)
+        # Every open PR at the deployed commit, and those the platform names: a second PR of the same
+        # commit into another branch changes nothing.
+        numbers = sorted({*(int(n) for n in data.get("pull_numbers") or []),
+                          *(p.number for p in _open_pulls_at(forge, sha))})
+        outcome, agent_involved, approved = _deployed_change(ctx, numbers, sha, who)
     except ForgeError as exc:
-        job = get_current_job()
-        if job is None or not job.retries_left:
+        if not ctx.retrying:
             # Fail closed: a deployment we could not evaluate is rejected, and says why.
-            forge.review_deployment(run_id, environment, "rejected",
-                                    f"agentgate could not evaluate this deployment: {exc}")
+            reason = Reason("deployment-unevaluated", Outcome.FAILURE,
+                            f"agentgate could not evaluate this deployment: {exc}", "Re-run the deployment")
+            return Result(actions=[AnswerDeployment(int(run_id), str(environment), "rejected", reason, {},
+                                                    DEFAULT_POLICY)])
         raise
-    state, reason = chains.judge_deployment(policy, environment, requester, outcome, agent_involved)
-    verdict = Verdict.of([reason])
-    decision_id = jobs.save_decision(rt.conn, platform, repo, f"deployment to {environment}", sha or "", verdict,
-                                     {"environment": environment, "event": event, "ref": ref, "run_id": run_id,
-                                      "requester": requester.login if requester else None,
-                                      "requester_kind": requester.kind.value if requester else None,
-                                      "pull_requests": numbers, "pr_outcome": outcome.value if outcome else None},
-                                     policy, {"event": "deployment_protection_rule", "delivery": delivery_id})
-    comment = f"{reason.message}. {reason.unblock or ''} {rt.settings.public_url}/decisions/{decision_id}".strip()
-    # The rejection is the stop; the decision page linked from GitHub's deployment view says why.
-    forge.review_deployment(run_id, environment, state, comment)
-    audit.record_own(rt.conn, repo, f"deployment_{state}", environment, f"run {run_id}: {reason.message}")
-    return {"decision": decision_id, "state": state}
+    state, reason = chains.judge_deployment(policy, str(environment), requester, outcome, agent_involved, approved)
+    facts = {"environment": environment, "event": data.get("event"), "ref": data.get("ref"), "run_id": run_id,
+             "requester": requester.login if requester else None,
+             "requester_kind": requester.kind.value if requester else None, "pull_requests": numbers,
+             "pr_outcome": outcome.value if outcome else None, "human_approved": approved}
+    return Result({"state": state}, actions=[AnswerDeployment(int(run_id), str(environment), state, reason, facts,
+                                                              policy)])
 
 
-def _deployed_change(rt: runtime.Runtime, forge: Forge, numbers: list[int], sha: str | None
-                     ) -> tuple[Outcome | None, bool]:
-    """The verdict of what is being deployed, and whether an agent or bot had a hand in it."""
+def _deployed_change(ctx: Context, numbers: list[int], sha: str | None, who: Callable[[User | None], Actor]
+                     ) -> tuple[Outcome | None, bool, bool]:
+    """The verdict of what is deployed, whether an agent or bot had a hand in it, and whether a human's
+    approval of it counted (for every pull request it comes from)."""
+    forge = ctx.forge
     if numbers:
-        outcomes, involved = [], False
+        outcomes, involved, approved = [], False, True
         for number in numbers:
-            result = jobs.assess(rt.conn, rt.settings, forge, forge.get_pull_request(number))
+            result = assess(ctx.rt, forge, forge.get_pull_request(number))
             outcomes.append(result.verdict.outcome)
-            involved = involved or result.facts.author.kind.is_automated or any(
-                c.author is not None and c.author.kind.is_automated for c in result.facts.commits)
-        return max(outcomes, key=lambda o: o.severity), involved
+            automated = result.facts.author.kind.is_automated or any(
+                a is not None and a.kind.is_automated for c in result.facts.commits for a in (c.author, c.committer))
+            involved = involved or automated
+            approved = approved and (not automated or bool(result.verdict.approvals))
+        return max(outcomes, key=lambda o: o.severity), involved, approved
     if not sha:
-        return None, True
-    # No open PR: a merged one agentgate passed is fine; otherwise look at who wrote the commit.
+        return None, True, False
+    # No open PR: a merged one agentgate passed with a human's approval of its head is fine; otherwise
+    # look at who wrote the commit.
     for merged in forge.pulls_for_commit(sha):
-        if merged.get("merged_at") and _last_outcome(rt, forge.repo, merged.get("head_sha") or "") == "success":
-            return Outcome.SUCCESS, True
+        if merged.merged and ctx.conn.exists(keys.approved_head(forge.platform, forge.repo, merged.number,
+                                                                 merged.head_sha)):
+            return Outcome.SUCCESS, True, True
     commit = forge.get_commit(sha)
     if commit is None:
-        return None, True  # unknown commit: fail closed
-    authors = [_who(u) for u in (commit.author, commit.committer) if u]
-    automated = any(a.kind.is_automated for a in authors) or has_ai_trailer(commit.message)
-    return (None if automated else Outcome.SUCCESS), automated
+        return None, True, False  # unknown commit: fail closed
+    automated = any(who(u).kind.is_automated for u in (commit.author, commit.committer) if u) \
+        or has_ai_trailer(commit.message)
+    return (None if automated else Outcome.SUCCESS), automated, not automated
 
 
 # ---- merge queue ---------------------------------------------------------------------------------------
 
-def on_merge_group(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, head_sha: str,
-                   head_ref: str, base_ref: str, message: str, delivery_id: str = "") -> dict[str, Any]:
+@handler("merge_group")
+def on_merge_group(ctx: Context) -> Result:
     """A merge group gets a verdict like any head: every PR in it must pass, or the group fails."""
-    rt = runtime.current()
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
-    # GitHub names the group's newest PR in its ref (gh-readonly-queue/<base>/pr-<n>-<sha>); the PRs
-    # ahead of it were checked in their own groups. The commit message is free text: not trusted.
-    numbers = [int(n) for n in _MERGE_GROUP_PR.findall(head_ref)]
+    data = ctx.event.data
+    numbers = [int(n) for n in data.get("pull_numbers") or []]
+    head_sha, head_ref = str(data["head_sha"]), str(data.get("head_ref") or "")
     reasons: list[Reason] = []
     try:
         for number in numbers:
-            pr = forge.get_pull_request(number)
-            result = jobs.assess(rt.conn, rt.settings, forge, pr, event="merge_group")
+            result = assess(ctx.rt, ctx.forge, ctx.forge.get_pull_request(number), event="merge_group")
             for r in result.verdict.deciding:
                 reasons.append(Reason(r.code, r.outcome, f"#{number}: {r.message}",
-                                      f"#{number}: {r.unblock}" if r.unblock else None))
+                                      f"#{number}: {r.unblock}" if r.unblock else None, data={"pull_request": number,
+                                                                                               **r.data}))
     except ForgeError as exc:
         # A required check that never reports stalls the queue: say something, then retry.
-        jobs.post_unevaluated(rt.conn, forge, rt.settings.status_context, head_sha, str(exc), rt.settings.public_url)
+        actions.post_unevaluated(ctx.conn, ctx.forge, ctx.rt.settings.status_context, head_sha, str(exc),
+                                 ctx.rt.settings.public_url, ctx.retrying)
         raise
     if not numbers:
         reasons.append(Reason("merge-group-unknown", Outcome.ERROR,
                               "Could not tell which pull requests this merge group contains",
                               "Re-queue the pull requests; agentgate reads them from the merge group's ref"))
     # A queued PR was evaluated at its own head; pending (awaiting approval) must not merge either.
-    reasons = [Reason(r.code, Outcome.FAILURE if r.outcome is Outcome.PENDING else r.outcome, r.message, r.unblock)
-               for r in reasons]
+    reasons = [Reason(r.code, Outcome.FAILURE if r.outcome is Outcome.PENDING else r.outcome, r.message, r.unblock,
+                      data=r.data) for r in reasons]
     verdict = Verdict.of(reasons, summary=f"All {len(numbers)} queued pull request(s) satisfy the policy")
-    decision_id = jobs.save_decision(rt.conn, platform, repo, f"merge group {head_ref.rsplit('/', 1)[-1]}", head_sha,
-                                     verdict, {"pull_requests": numbers, "base_ref": base_ref}, None,
-                                     {"event": "merge_group.checks_requested", "delivery": delivery_id})
-    target = f"{rt.settings.public_url}/decisions/{decision_id}"
-    jobs.post_status(rt.conn, forge, head_sha, verdict.outcome.value, verdict.description(), target,
-                     rt.settings.status_context)
-    return {"decision": decision_id, "outcome": verdict.outcome.value, "pull_requests": numbers}
+    return Result({"outcome": verdict.outcome.value, "pull_requests": numbers}, actions=[PostVerdict(
+        head_sha, f"merge group {head_ref.rsplit('/', 1)[-1]}", verdict,
+        {"pull_requests": numbers, "base_ref": data.get("base_ref")})])
 
 
 # ---- statuses ------------------------------------------------------------------------------------------
 
-def _is_self(rt: runtime.Runtime, installation_id: int | None, who: Actor) -> bool:
-    if rt.settings.dry_run or not rt.settings.has_github_credentials:
-        slug = "agentgate"
-    else:
-        tokens = InstallationTokens(rt.conn, app_id=str(rt.settings.github_app_id),
-                                    private_key=str(rt.settings.github_private_key),
-                                    api_url=rt.settings.github_api_url)
-        slug = app_slug(rt.conn, tokens)
-    return who.login.lower() == f"{slug}[bot]".lower()
-
-
-def on_status(*, platform: str, repo: str, installation_id: int | None, sender: Any,
-                default_branch: str | None = None, sha: str | None,
-              context: str | None, state: str | None, description: str | None,
-              delivery_id: str = "") -> dict[str, Any]:
-    rt = runtime.current()
-    if context != rt.settings.status_context or not sha:
-        return {"ignored": f"context {context}"}
-    who = _who(sender)
-    if _is_self(rt, installation_id, who):
-        return {"ignored": "our own status"}
-    forge = rt.forge(platform, installation_id, repo, EVALUATE_PERMISSIONS)
+@handler("status")
+def on_status(ctx: Context) -> Result:
+    ev, data = ctx.event, ctx.event.data
+    context, sha = data.get("context"), data.get("sha")
+    if context != ctx.rt.settings.status_context or not sha:
+        return Result({"ignored": f"context {context}"})
+    if ev.actor is not None and ctx.forge.is_own(ev.actor):
+        return Result({"ignored": "our own status"})
+    actor = classify(ev.actor)  # whoever it is: only agentgate may post its status
     reason = Reason("chain-forged-status", Outcome.FAILURE,
-                    f"{who.login} posted an '{context}' status ({state}) that only agentgate may post",
-                    "A human with write access approves the current head; agentgate re-evaluated it")
-    numbers = [p["number"] for p in forge.pulls_for_commit(sha)
-               if p.get("state") == "open" and p.get("head_sha") == sha]
+                    f"{actor.login} posted an '{context}' status ({data.get('state')}) that only agentgate may post",
+                    "A human with write access approves the current head; agentgate re-evaluated it",
+                    data={"actor": actor.login, "state": data.get("state")})
+    numbers = [p.number for p in _open_pulls_at(ctx.forge, sha)]
+    # Always re-post over the forged one, even if the verdict is the same as last time.
+    result = Result({"pull_requests": numbers}, forget_status=[sha])
     if not numbers:
-        verdict = Verdict.of([reason])
-        decision_id = jobs.save_decision(rt.conn, platform, repo, f"commit {sha[:7]}", sha, verdict,
-                                         {"forged_by": who.login, "state": state, "description": description},
-                                         None, {"event": "status", "delivery": delivery_id})
-        jobs.post_status(rt.conn, forge, sha, "failure", verdict.description(),
-                         f"{rt.settings.public_url}/decisions/{decision_id}", rt.settings.status_context, force=True)
-        return {"decision": decision_id, "outcome": "failure"}
+        result.actions.append(PostVerdict(sha, f"commit {sha[:7]}", Verdict.of([reason]),
+                                          {"forged_by": actor.login, "state": data.get("state"),
+                                           "description": data.get("description")}))
+        return result
+    # Anyone but agentgate posting its status is tampering with the gate, a human included: the PR
+    # fails until a human with write access approves its head afresh.
+    finding = chains.ChainFinding("forged_status", actor, f"status on {sha[:7]}", reason)
+    at = now()
     for number in numbers:
-        # Anyone but agentgate posting its status is tampering with the gate, a human included: the PR
-        # fails until a human with write access approves its head afresh.
-        finding = chains.ChainFinding("forged_status", who, f"status on {sha[:7]}", reason)
-        _record(rt, repo, number, finding, _finding_id("status", sha, who.login, state, delivery_id), "")
-        # Always re-post over the forged one, even if the verdict is the same as last time.
-        _reevaluate(rt, forge, number, "status.forged", sender, delivery_id, force=True)
-    return {"pull_requests": numbers}
+        result.findings.append((number, stored(finding, finding_id("status", sha, actor.login, data.get("state"),
+                                                                   ev.delivery), at)))
+        result.reevaluate.append(number)
+    return result

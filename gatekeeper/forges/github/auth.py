@@ -20,22 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gatekeeper.forges.port import ForgeError
-from gatekeeper.state.store import key, text
+from gatekeeper.state import keys
+from gatekeeper.state.store import text
 
 REFRESH_MARGIN_SECONDS = 5 * 60  # never hand out a token that expires within five minutes
 HTTP_TIMEOUT = 10
-
-# Each job asks for what it needs and no more; tokens are cached per permission set.
-READ_PERMISSIONS = {"contents": "read", "metadata": "read", "pull_requests": "read", "issues": "read"}
-# Reading the organisation's shared policy file in its `.github` repository.
-ORG_POLICY_PERMISSIONS = {"contents": "read", "metadata": "read"}
-# Evaluating posts a status and keeps one explanatory comment on the pull request.
-EVALUATE_PERMISSIONS = READ_PERMISSIONS | {"statuses": "write", "pull_requests": "write"}
-# Removing a bot's trigger label.
-LABEL_PERMISSIONS = EVALUATE_PERMISSIONS | {"issues": "write"}
-# Approving or rejecting a deployment through the protection-rule callback.
-DEPLOY_PERMISSIONS = EVALUATE_PERMISSIONS | {"deployments": "write", "actions": "read"}
-
 
 def app_jwt(app_id: str, private_key: str, now: float | None = None) -> str:
     now = int(now if now is not None else time.time())
@@ -68,7 +57,7 @@ class InstallationTokens:
 
     def _cache_key(self, installation_id: int, repo: str, permissions: dict[str, str]) -> str:
         scope = hashlib.sha256(json.dumps([repo.lower(), permissions], sort_keys=True).encode()).hexdigest()[:24]
-        return key("token", "github", installation_id, scope)
+        return keys.installation_token("github", installation_id, scope)
 
     def token(self, installation_id: int, repo: str, permissions: dict[str, str]) -> str:
         """A token for one repository with exactly `permissions`, cached until 5 min before expiry."""
@@ -115,7 +104,7 @@ def _message(resp: requests.Response) -> str:
 
 def app_slug(conn: redis.Redis, tokens: InstallationTokens) -> str:
     """The App's slug (its bot user is `<slug>[bot]`), asked of GitHub once and kept in the store."""
-    cache = key("app-slug", tokens.app_id)
+    cache = keys.app_slug(tokens.app_id)
     cached = conn.get(cache)
     if cached is not None:
         return text(cached)
@@ -128,5 +117,5 @@ def app_slug(conn: redis.Redis, tokens: InstallationTokens) -> str:
     if resp.status_code != 200:
         raise ForgeError(f"GitHub refused the App's identity ({resp.status_code}): {_message(resp)}", resp.status_code)
     slug = str(resp.json()["slug"])
-    conn.set(cache, slug, ex=24 * 3600)
+    conn.set(cache, slug, ex=keys.APP_SLUG_TTL)
     return slug

@@ -12,18 +12,24 @@ import requests
 from github import Auth, Github, GithubException
 from github.GithubRetry import GithubRetry
 
-from gatekeeper.core.facts import PERMISSIONS
-from gatekeeper.forges.port import FileTooLarge, ForgeError, PullRequestInfo, RawCommit, RawFile, RawReview
+from gatekeeper.core.facts import PERMISSIONS, ChangedFile, User
+from gatekeeper.forges.github.users import app_name, co_author_logins, github_user
+from gatekeeper.forges.port import (
+    Commit,
+    FileTooLarge,
+    ForgeError,
+    Issue,
+    IssueEvent,
+    PullRequest,
+    RateLimited,
+    Review,
+    WorkflowRun,
+)
 
-# GitHub returns at most 3000 files for a pull request.
+# GitHub returns at most 3000 files and 250 commits for a pull request.
 FILES_CAP = 3000
-
-
-def _user(obj: Any) -> dict[str, Any] | None:
-    if obj is None:
-        return None
-    raw = getattr(obj, "raw_data", None) or {}
-    return {"login": raw.get("login"), "type": raw.get("type"), "id": raw.get("id")}
+COMMITS_CAP = 250
+STATUS_DESCRIPTION_LIMIT = 140
 
 
 def _listed(obj: Any) -> dict[str, Any]:
@@ -33,12 +39,15 @@ def _listed(obj: Any) -> dict[str, Any]:
 
 
 class GitHubForge:
+    platform = "github"
+    status_description_limit = STATUS_DESCRIPTION_LIMIT
+
     def __init__(self, repo: str, token: str, api_url: str,
-                 sibling: Callable[[str], GitHubForge] | None = None):
+                 sibling: Callable[[str], GitHubForge] | None = None, app_slug: Callable[[], str] | None = None):
         self.repo = repo
+        self._app_slug = app_slug
         # Tokens are scoped to one repository; reading another (the org's .github) needs its own.
         self._sibling = sibling
-        self._files: dict[int, tuple[list[RawFile], bool]] = {}  # a forge lives for one job
         # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
         # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
         # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
@@ -52,16 +61,19 @@ class GitHubForge:
             yield
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else ""
+            retry_after = _retry_after(exc)
+            if retry_after is not None:
+                raise RateLimited(f"GitHub rate limit: {message}", retry_after, exc.status) from None
             raise ForgeError(f"GitHub answered {exc.status}: {message}", exc.status) from None
         except requests.RequestException as exc:
             raise ForgeError(f"could not reach GitHub: {type(exc).__name__}") from None
 
-    def get_pull_request(self, number: int) -> PullRequestInfo:
+    def get_pull_request(self, number: int) -> PullRequest:
         with self._calls():
             raw = self._repo.get_pull(number).raw_data
         return _pull_info(raw)
 
-    def list_open_pulls(self, limit: int) -> list[PullRequestInfo]:
+    def list_open_pulls(self, limit: int) -> list[PullRequest]:
         data = self._request("GET", "/pulls", params={"state": "open", "sort": "updated", "direction": "desc",
                                                       "per_page": max(1, min(limit, 100))})
         return [_pull_info(raw) for raw in data or []][:limit]
@@ -88,36 +100,28 @@ class GitHubForge:
             raise FileTooLarge(f"{path} is too large to read through the contents API")
         return base64.b64decode(raw.get("content") or "").decode("utf-8", errors="replace")
 
-    def list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
-        # A chain job judges the files, then evaluates the PR: one listing serves both.
-        if number in self._files:
-            return self._files[number]
-        self._files[number] = self._list_changed_files(number)
-        return self._files[number]
-
-    def _list_changed_files(self, number: int) -> tuple[list[RawFile], bool]:
+    def list_changed_files(self, number: int) -> tuple[list[ChangedFile], bool]:
         with self._calls():
             files = [
-                RawFile(f.filename, f.status, f.additions, f.deletions, f.raw_data.get("previous_filename"))
+                ChangedFile(f.filename, f.status, f.additions, f.deletions, f.raw_data.get("previous_filename"))
                 for f in self._repo.get_pull(number).get_files()
             ]
         return files, len(files) < FILES_CAP
 
-    def list_reviews(self, number: int) -> list[RawReview]:
+    def list_reviews(self, number: int) -> list[Review]:
         with self._calls():
             return [
-                RawReview(r.id, r.raw_data.get("user") or {}, r.state, r.raw_data.get("commit_id") or "",
-                          r.raw_data.get("submitted_at"))
+                Review(r.id, github_user(r.raw_data.get("user")) or User("ghost", bot=True), r.state,
+                       r.raw_data.get("commit_id") or "", r.raw_data.get("submitted_at"),
+                       str(r.raw_data.get("body") or ""))
                 for r in self._repo.get_pull(number).get_reviews()
             ]
 
-    def list_commits(self, number: int) -> list[RawCommit]:
+    def list_commits(self, number: int) -> tuple[list[Commit], bool]:
         with self._calls():
-            return [
-                RawCommit(raw["sha"], (raw.get("commit") or {}).get("message") or "", raw.get("author"),
-                          raw.get("committer"))
-                for raw in (_listed(c) for c in self._repo.get_pull(number).get_commits())
-            ]
+            commits = [_commit(raw) for raw in (_listed(c) for c in self._repo.get_pull(number).get_commits())]
+        # GitHub lists at most 250: a longer history may hide anyone's commits.
+        return commits, len(commits) < COMMITS_CAP
 
     def get_permission(self, login: str) -> str:
         data = self._request("GET", f"/collaborators/{urllib.parse.quote(login)}/permission", absent=(404,))
@@ -151,10 +155,11 @@ class GitHubForge:
                   if comment_id is not None else None)
         return int((edited or self._request("POST", f"/issues/{number}/comments", {"body": body}))["id"])
 
-    def upsert_check_run(self, sha: str, name: str, conclusion: str, title: str, summary: str, details_url: str,
-                         check_run_id: int | None) -> int:
-        body = {"name": name, "head_sha": sha, "status": "completed", "conclusion": conclusion,
-                "details_url": details_url, "output": {"title": title[:255], "summary": summary[:65000]}}
+    def upsert_check_run(self, sha: str, name: str, outcome: str, title: str, reasons_markdown: str,
+                         details_url: str, check_run_id: int | None) -> int | None:
+        body = {"name": name, "head_sha": sha, "status": "completed", "conclusion": CHECK_CONCLUSIONS[outcome],
+                "details_url": details_url,
+                "output": {"title": title[:255], "summary": reasons_markdown[:65000]}}
         edited = (self._request("PATCH", f"/check-runs/{int(check_run_id)}", body, absent=(404,))
                   if check_run_id is not None else None)
         return int((edited or self._request("POST", "/check-runs", body))["id"])
@@ -163,7 +168,8 @@ class GitHubForge:
         with self._calls():
             for comment in self._repo.get_issue(number).get_comments():
                 raw = _listed(comment)
-                if marker in (raw.get("body") or "") and (raw.get("user") or {}).get("type") == "Bot":
+                author = github_user(raw.get("user"))
+                if marker in (raw.get("body") or "") and author is not None and self.is_own(author):
                     return int(raw["id"])
         return None
 
@@ -175,51 +181,111 @@ class GitHubForge:
         self._request("POST", f"/actions/runs/{int(run_id)}/deployment_protection_rule",
                       {"environment_name": environment, "state": state, "comment": comment[:1000]})
 
-    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
-        data = self._request("GET", f"/commits/{urllib.parse.quote(sha)}/pulls")
-        return [{"number": int(p["number"]), "state": p.get("state"), "merged_at": p.get("merged_at"),
-                 "head_sha": (p.get("head") or {}).get("sha"), "base_ref": (p.get("base") or {}).get("ref"),
-                 "merge_commit_sha": p.get("merge_commit_sha")} for p in data or []]
+    def pulls_for_commit(self, sha: str) -> list[PullRequest]:
+        data = self._request("GET", f"/commits/{urllib.parse.quote(sha)}/pulls", params={"per_page": 100},
+                             absent=(404, 422))
+        return [_pull_info(p) for p in data or []]
 
-    def get_workflow_run(self, run_id: int) -> dict[str, Any] | None:
+    def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
         data = self._request("GET", f"/actions/runs/{int(run_id)}", absent=(404,))
-        return dict(data) if data is not None else None
+        return workflow_run(data) if data is not None else None
 
-    def get_commit(self, sha: str) -> RawCommit | None:
+    def get_commit(self, sha: str) -> Commit | None:
         # 422: "No commit found for SHA".
         raw = self._request("GET", f"/commits/{urllib.parse.quote(sha)}", absent=(404, 422))
-        if raw is None:
-            return None
-        return RawCommit(raw["sha"], (raw.get("commit") or {}).get("message") or "", raw.get("author"),
-                         raw.get("committer"))
+        return _commit(raw) if raw is not None else None
 
     def branch_sha(self, branch: str) -> str | None:
         data = self._request("GET", f"/branches/{urllib.parse.quote(branch, safe='')}", absent=(404,))
         return str(((data or {}).get("commit") or {}).get("sha") or "") or None
 
-    def get_issue(self, number: int) -> dict[str, Any] | None:
-        data = self._request("GET", f"/issues/{int(number)}", absent=(404,))
-        return dict(data) if data is not None else None
+    def get_issue(self, number: int) -> Issue | None:
+        data = self._request("GET", f"/issues/{int(number)}", absent=(404, 410))
+        if data is None:
+            return None
+        return Issue(int(data["number"]), str(data.get("state") or "open"),
+                     tuple(label["name"] for label in data.get("labels") or []),
+                     tuple(a["login"] for a in data.get("assignees") or []), bool(data.get("pull_request")),
+                     app_name(data.get("performed_via_github_app")))
 
-    def issue_events(self, number: int) -> list[dict[str, Any]]:
+    def issue_events(self, number: int) -> list[IssueEvent]:
+        """The issue's timeline: assignments, labels, and the links between issues and pull requests."""
         try:
             with self._calls():
-                return [_listed(e) for e in self._repo.get_issue(number).get_events()]
+                raw = [_listed(e) for e in self._repo.get_issue(number).get_timeline()]
         except ForgeError as exc:
-            if exc.status == 404:
+            if exc.status in (404, 410):
                 return []  # "Fixes #999" may name no issue at all
             raise
+        return [event for event in map(_issue_event, raw) if event is not None]
+
+    def is_own(self, user: User) -> bool:
+        slug = self._app_slug() if self._app_slug is not None else "agentgate"
+        return user.bot and user.login.lower() == f"{slug}[bot]".lower()
 
 
-def _pull_info(raw: dict[str, Any]) -> PullRequestInfo:
+# A check run is completed with a conclusion; waiting for a human is "action required".
+CHECK_CONCLUSIONS = {"success": "success", "pending": "action_required", "failure": "failure", "error": "failure"}
+
+
+def _retry_after(exc: GithubException) -> float | None:
+    """Seconds to wait when GitHub says it is rate limiting (429, or 403 with the limit spent)."""
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    if exc.status not in (403, 429):
+        return None
+    if "retry-after" in headers:
+        try:
+            return max(1.0, float(headers["retry-after"]))
+        except ValueError:
+            return 60.0
+    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+        import time
+
+        try:
+            return max(1.0, float(headers["x-ratelimit-reset"]) - time.time())
+        except ValueError:
+            return 60.0
+    return 60.0 if exc.status == 429 else None
+
+
+def _commit(raw: dict[str, Any]) -> Commit:
+    message = (raw.get("commit") or {}).get("message") or ""
+    return Commit(str(raw["sha"]), message, github_user(raw.get("author")), github_user(raw.get("committer")),
+                  co_author_logins(message))
+
+
+def _issue_event(raw: dict[str, Any]) -> IssueEvent | None:
+    kind = str(raw.get("event") or "")
+    if not kind:
+        return None
+    actor = github_user(raw.get("actor"), raw.get("performed_via_github_app"))
+    other = None
+    source = (raw.get("source") or {}).get("issue") or {}
+    if kind in ("cross-referenced", "connected", "disconnected") and source.get("number") is not None:
+        other = int(source["number"])
+    assigner = raw.get("assigner")
+    return IssueEvent(kind=kind, actor=github_user(assigner) if kind == "assigned" and assigner else actor,
+                      assignee=github_user(raw.get("assignee")), label=(raw.get("label") or {}).get("name"),
+                      at=str(raw.get("created_at") or ""), other=other)
+
+
+def workflow_run(raw: dict[str, Any]) -> WorkflowRun:
+    return WorkflowRun(id=int(raw["id"]), name=str(raw.get("name") or ""), path=str(raw.get("path") or ""),
+                       event=str(raw.get("event") or ""), head_sha=raw.get("head_sha"),
+                       head_branch=raw.get("head_branch"), actor=github_user(raw.get("actor")),
+                       triggering_actor=github_user(raw.get("triggering_actor")),
+                       pull_numbers=tuple(int(p["number"]) for p in raw.get("pull_requests") or [] if "number" in p))
+
+
+def _pull_info(raw: dict[str, Any]) -> PullRequest:
     base, head = raw["base"], raw["head"]
-    return PullRequestInfo(
-        number=raw["number"],
-        state=raw["state"],
+    return PullRequest(
+        number=int(raw["number"]),
+        state=str(raw["state"]),
         draft=bool(raw.get("draft")),
         title=raw.get("title") or "",
         body=raw.get("body") or "",
-        author=raw.get("user") or {},
+        author=github_user(raw.get("user")) or User("ghost", bot=True),
         head_sha=head["sha"],
         head_ref=head["ref"],
         head_repo=(head.get("repo") or {}).get("full_name"),
@@ -227,6 +293,7 @@ def _pull_info(raw: dict[str, Any]) -> PullRequestInfo:
         base_sha=base["sha"],
         default_branch=(base.get("repo") or {}).get("default_branch") or "main",
         labels=tuple(label["name"] for label in raw.get("labels") or []),
-        merged=bool(raw.get("merged")),
+        merged=bool(raw.get("merged") or raw.get("merged_at")),
         changed_files=raw.get("changed_files"),
+        merge_commit_sha=raw.get("merge_commit_sha"),
     )

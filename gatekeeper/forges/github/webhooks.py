@@ -1,262 +1,312 @@
-"""Which deliveries lead to which jobs. Pure: the receiver calls it on the parsed payload and enqueues
-the result, so nothing here may touch the network."""
+"""GitHub deliveries as the port's `Event`s. Pure: the receiver calls it on the verified payload and
+enqueues the result, so nothing here may touch the network.
+
+Every `Event.kind` the worker dispatches on (worker/handlers.py) is produced here; `[]` means the
+delivery is accepted and ignored."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from gatekeeper.core.identity import classify
+from gatekeeper.forges.github.users import app_name, github_user, mentioned_users
+from gatekeeper.forges.port import Event
+from gatekeeper.state.audit import SNIPPET, AuditEntry
 
-@dataclass(frozen=True)
-class JobRequest:
-    """A job with primitive arguments only: the worker fetches fresh state itself."""
+POLICY_FILE = ".agentgate.yml"  # parsing stays import-light: the same name as gatekeeper.policy.POLICY_PATH
+MAX_BODY_CHARS = 65536  # commands are judged on the first 64 KB; the chain rules count the rest as unscanned
+MAX_PUSH_COMMITS = 50
+_CALLBACK_RUN = re.compile(r"/actions/runs/(\d+)/deployment_protection_rule/?$")
 
-    func: str  # dotted path of the job function
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    name: str = ""  # distinguishes several jobs from one delivery
-
-    @property
-    def description(self) -> str:
-        return f"{self.func.rsplit('.', 1)[-1]} {self.kwargs.get('repo', '')}#{self.kwargs.get('number', '')}"
-
-
-EVALUATE_PR = "gatekeeper.worker.pipeline.evaluate_pull_request"
-POLICY_FILE = ".agentgate.yml"  # routing stays import-light: the same name as gatekeeper.policy.POLICY_PATH
-
-Handler = Callable[[str, dict[str, Any]], list[JobRequest]]
-_GITHUB: dict[str, Handler] = {}
+Parser = Callable[[str, dict[str, Any], "_Context"], list[Event]]
+_PARSERS: dict[str, Parser] = {}
 
 
-def github_handler(event: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        _GITHUB[event] = fn
+class _Context:
+    """What every event of one delivery shares."""
+
+    def __init__(self, delivery: str, payload: dict[str, Any]):
+        repo = payload.get("repository") or {}
+        self.delivery = delivery
+        self.repo = str(repo.get("full_name") or "")
+        self.default_branch = repo.get("default_branch")
+        self.installation = (payload.get("installation") or {}).get("id")
+        self.sender = github_user(payload.get("sender"))
+
+    def event(self, kind: str, subject: int = 0, **data: Any) -> Event:
+        return Event(platform="github", delivery=self.delivery, kind=kind, repo=self.repo,
+                     installation=self.installation, actor=self.sender, subject=int(subject or 0), data=data,
+                     default_branch=self.default_branch)
+
+    def evaluate(self, number: Any, trigger: str) -> list[Event]:
+        if not isinstance(number, int):
+            return []
+        return [self.event("evaluate", number, trigger=trigger)]
+
+
+def parser(event: str) -> Callable[[Parser], Parser]:
+    def register(fn: Parser) -> Parser:
+        _PARSERS[event] = fn
         return fn
 
     return register
 
 
-def route_github(event: str, payload: dict[str, Any], status_context: str = "agentgate") -> list[JobRequest]:
-    """Jobs for one GitHub delivery; [] means accepted and ignored."""
+# The events agentgate subscribes to (the App manifest asks for exactly these).
+SUBSCRIBED = _PARSERS
+
+
+def parse(event: str, payload: dict[str, Any], delivery: str, status_context: str = "agentgate") -> list[Event]:
+    """The events one GitHub delivery reports. Raises LookupError/TypeError/ValueError on a payload
+    that does not have the documented shape (the receiver answers 400)."""
     if event == "status" and payload.get("context") != status_context:
         return []  # every CI system's statuses arrive here; only agentgate's own context matters
-    handler = _GITHUB.get(event)
+    handler = _PARSERS.get(event)
     if handler is None:
         return []
-    return handler(str(payload.get("action") or ""), payload)
-
-
-def _common(payload: dict[str, Any]) -> dict[str, Any]:
-    repo = payload.get("repository") or {}
-    installation = payload.get("installation") or {}
-    return {
-        "platform": "github",
-        "installation_id": installation.get("id"),
-        "repo": repo.get("full_name"),
-        "sender": (payload.get("sender") or {}).get("login"),
-    }
-
-
-def _chain_common(payload: dict[str, Any]) -> dict[str, Any]:
-    return _common(payload) | {"sender": _actor(payload.get("sender")),
-                               "default_branch": (payload.get("repository") or {}).get("default_branch")}
-
-
-def _evaluate(payload: dict[str, Any], number: int | None, trigger: str) -> list[JobRequest]:
-    common = _common(payload)
-    if not common["repo"] or not isinstance(number, int):
+    context = _Context(delivery, payload)
+    if not context.repo:
         return []
-    return [JobRequest(EVALUATE_PR, {**common, "number": number, "trigger": trigger})]
+    return handler(str(payload.get("action") or ""), payload, context)
+
+
+def _user(raw: dict[str, Any] | None, via_app: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    user = github_user(raw, via_app)
+    return user.to_dict() if user else None
+
+
+def _body(text: Any) -> str:
+    return str(text or "")[: MAX_BODY_CHARS + 1]  # one more: the rule knows it was cut
 
 
 # Actions that change what a pull request's verdict depends on: its head, its base (a retarget is an
-# `edited`), its title and body (rules and task references read them), draft state.
-_PR_ACTIONS = {"opened", "synchronize", "reopened", "ready_for_review", "converted_to_draft", "edited"}
+# `edited`), title and body (rules and task references read them), draft state; `closed` lets the
+# status of a commit shared with other pull requests drop this one.
+_PR_ACTIONS = {"opened", "synchronize", "reopened", "ready_for_review", "converted_to_draft", "edited", "closed"}
 
 
-@github_handler("pull_request")
-def _pull_request(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    number = (payload.get("pull_request") or {}).get("number", payload.get("number"))
+@parser("pull_request")
+def _pull_request(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
+    pr = payload["pull_request"]
+    number = pr.get("number", payload.get("number"))
     if action in _PR_ACTIONS:
-        return _evaluate(payload, number, f"pull_request.{action}")
+        return ctx.evaluate(number, f"pull_request.{action}")
     if action in ("labeled", "unlabeled"):
-        # The label job re-evaluates too: rules may read labels, and a bot's trigger label is a chain.
-        label = (payload.get("label") or {}).get("name")
-        return _job("on_label", payload, action=action, number=number, label=label,
-                    at=payload["pull_request"].get("updated_at"))
+        # The label handler re-evaluates too: rules read labels, and a bot's trigger label is a chain.
+        return [ctx.event("label", number, action=action, label=(payload.get("label") or {}).get("name"),
+                          at=pr.get("updated_at") or "")]
     if action == "assigned":
-        return _job("on_assigned", payload, number=number, assignee=_actor(payload.get("assignee")))
+        return [ctx.event("assigned", number, assignee=_user(payload.get("assignee")), is_pull_request=True)]
     return []
 
 
-@github_handler("pull_request_review")
-def _pull_request_review(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+@parser("pull_request_review")
+def _pull_request_review(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     if action not in ("submitted", "dismissed", "edited"):
         return []
-    number = (payload.get("pull_request") or {}).get("number")
-    jobs = _evaluate(payload, number, f"pull_request_review.{action}")
+    number = payload["pull_request"].get("number")
     review = payload.get("review") or {}
-    if action == "submitted" and review.get("body"):
-        # Bors and Prow act on review bodies too (`bors r+`, `/lgtm`): judge them like comments.
-        jobs += _job("on_comment", payload, action="created", number=number, is_pull_request=True,
-                     comment_id=review.get("id"), body=str(review["body"])[:MAX_BODY_CHARS],
-                     author=_actor(review.get("user")), created_at=review.get("submitted_at"), kind="review")
-    sender = (payload.get("sender") or {}).get("login")
-    author = (review.get("user") or {}).get("login")
-    if action == "edited" and sender and author and sender.lower() != author.lower():
-        # A review changed by someone other than its author is tampering, whatever it now says. The
-        # tampering job records it and evaluates, so the PR never shows a passing status in between.
-        return _job("on_tampering", payload, number=number, what=f"review {review.get('id')} by {author}",
-                    author=author)
-    return jobs
+    events = ctx.evaluate(number, f"pull_request_review.{action}") if action != "edited" else []
+    if action in ("submitted", "edited") and isinstance(number, int):
+        # Bors and Prow act on review bodies too (`bors r+`, `/lgtm`): judged like comments, an edit
+        # included; an edit by anyone but its author is tampering, whatever it now says.
+        events.append(ctx.event(
+            "comment", number, action="created" if action == "submitted" else "edited", is_pull_request=True,
+            comment_id=review.get("id"), body=_body(review.get("body")), author=_user(review.get("user")),
+            created_at=review.get("submitted_at") or "", edited_at=payload.get("review", {}).get("updated_at", ""),
+            source="review", mentions=[]))
+    return events
 
 
-# ---- The whole action path: comments, labels, workflows, deployments, merge queues, pushes, statuses.
-
-CHAIN_JOBS = "gatekeeper.worker.handlers"
-MAX_BODY_CHARS = 65536  # commands are judged on the first 64 KB; the job records that it cut
-
-
-def _actor(user: dict[str, Any] | None, via_app: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    if not user:
-        return None
-    actor = {"login": user.get("login"), "type": user.get("type"), "id": user.get("id")}
-    if via_app:
-        actor["via_app"] = via_app.get("slug") or via_app.get("name")
-    return actor
-
-
-def _job(func: str, payload: dict[str, Any], **kwargs: Any) -> list[JobRequest]:
-    common = _chain_common(payload)
-    if not common["repo"]:
-        return []
-    return [JobRequest(f"{CHAIN_JOBS}.{func}", {**common, **kwargs})]
-
-
-@github_handler("issue_comment")
-def _issue_comment(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+def _comment(action: str, ctx: _Context, number: int, is_pull_request: bool, comment: dict[str, Any],
+             kind: str) -> list[Event]:
     if action not in ("created", "edited", "deleted"):
         return []
-    issue, comment = payload["issue"], payload["comment"]
-    return _job("on_comment", payload, action=action, number=issue["number"],
-                is_pull_request=bool(issue.get("pull_request")), comment_id=comment["id"],
-                body=str(comment.get("body") or "")[:MAX_BODY_CHARS],
-                author=_actor(comment.get("user"), comment.get("performed_via_github_app")),
-                created_at=comment.get("created_at"), kind="comment")
+    body = _body(comment.get("body"))
+    return [ctx.event("comment", number, action=action, is_pull_request=is_pull_request,
+                      comment_id=comment.get("id"), body=body,
+                      author=_user(comment.get("user"), comment.get("performed_via_github_app")),
+                      created_at=comment.get("created_at") or "", edited_at=comment.get("updated_at") or "",
+                      source=kind, mentions=[u.to_dict() for u in mentioned_users(body)])]
 
 
-@github_handler("pull_request_review_comment")
-def _review_comment(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    if action not in ("created", "edited", "deleted"):
-        return []
-    comment = payload["comment"]
-    return _job("on_comment", payload, action=action, number=payload["pull_request"]["number"],
-                is_pull_request=True, comment_id=comment["id"], body=str(comment.get("body") or "")[:MAX_BODY_CHARS],
-                author=_actor(comment.get("user"), comment.get("performed_via_github_app")),
-                created_at=comment.get("created_at"), kind="review_comment")
+@parser("issue_comment")
+def _issue_comment(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
+    issue = payload["issue"]
+    return _comment(action, ctx, int(issue["number"]), bool(issue.get("pull_request")), payload["comment"],
+                    "comment")
 
 
-@github_handler("issues")
-def _issues(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    # Assigning an issue to an agent is how a human sets it on a task: remember who did.
+@parser("pull_request_review_comment")
+def _review_comment(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
+    return _comment(action, ctx, int(payload["pull_request"]["number"]), True, payload["comment"],
+                    "review_comment")
+
+
+@parser("issues")
+def _issues(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
+    issue = payload["issue"]
+    number = int(issue["number"])
     if action == "assigned":
-        return _job("on_assigned", payload, number=payload["issue"]["number"],
-                    assignee=_actor(payload.get("assignee")))
-    # Approving (or un-approving) a task by label changes the verdict of the PRs that resolve it.
-    if action in ("labeled", "unlabeled", "closed", "reopened") and not payload["issue"].get("pull_request"):
-        return _job("on_task_changed", payload, number=payload["issue"]["number"], action=action)
+        # Assigning an issue to an agent is how a human sets it on a task: remember who did.
+        return [ctx.event("assigned", number, assignee=_user(payload.get("assignee")),
+                          is_pull_request=bool(issue.get("pull_request")))]
+    # Approving (or un-approving) a task by label, or closing it, changes the verdict of the PRs that
+    # resolve it.
+    if action in ("labeled", "unlabeled", "closed", "reopened") and not issue.get("pull_request"):
+        return [ctx.event("task", number, action=action)]
     return []
 
 
-@github_handler("workflow_run")
-def _workflow_run(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    if action not in ("requested", "completed", "in_progress"):
-        return []
+@parser("workflow_run")
+def _workflow_run(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
+    if action != "requested":
+        return []  # judged once, when it was requested
     run = payload["workflow_run"]
-    return _job("on_workflow_run", payload, action=action, run_id=run["id"], name=run.get("name") or "",
-                path=run.get("path") or "", event=run.get("event") or "", head_sha=run.get("head_sha"),
-                head_branch=run.get("head_branch"), triggering_actor=_actor(run.get("triggering_actor")),
-                actor=_actor(run.get("actor")),
-                pull_numbers=[p["number"] for p in run.get("pull_requests") or [] if "number" in p])
+    return [ctx.event("workflow_run", 0, run_id=int(run["id"]), name=run.get("name") or "",
+                      path=run.get("path") or "", event=run.get("event") or "", head_sha=run.get("head_sha"),
+                      head_branch=run.get("head_branch"), triggering_actor=_user(run.get("triggering_actor")),
+                      run_actor=_user(run.get("actor")),
+                      pull_numbers=[int(p["number"]) for p in run.get("pull_requests") or [] if "number" in p])]
 
 
-@github_handler("workflow_job")
-def _workflow_job(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+@parser("workflow_job")
+def _workflow_job(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     # A job belongs to a run, judged once at `workflow_run.requested` (who triggered it, which event);
     # a job adds no new actor, so a queued job per CI job would only cost work.
     return []
 
 
-@github_handler("check_suite")
-def _check_suite(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+def _checks(action: str, subject: dict[str, Any], ctx: _Context, name: str) -> list[Event]:
+    events: list[Event] = []
+    for pr in subject.get("pull_requests") or []:
+        events += ctx.evaluate(pr.get("number"), f"{name}.{action}")
+    return events
+
+
+@parser("check_suite")
+def _check_suite(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     if action not in ("requested", "rerequested"):
         return []
-    suite = payload["check_suite"]
-    jobs: list[JobRequest] = []
-    for pr in suite.get("pull_requests") or []:
-        jobs += [JobRequest(j.func, j.kwargs, name=f"pr{pr['number']}")
-                 for j in _evaluate(payload, pr.get("number"), f"check_suite.{action}")]
-    return jobs
+    return _checks(action, payload["check_suite"], ctx, "check_suite")
 
 
-@github_handler("check_run")
-def _check_run(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+@parser("check_run")
+def _check_run(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     if action not in ("rerequested", "requested_action"):
         return []
-    run = payload["check_run"]
-    jobs: list[JobRequest] = []
-    for pr in run.get("pull_requests") or []:
-        jobs += [JobRequest(j.func, j.kwargs, name=f"pr{pr['number']}")
-                 for j in _evaluate(payload, pr.get("number"), f"check_run.{action}")]
-    return jobs
+    return _checks(action, payload["check_run"], ctx, "check_run")
 
 
-@github_handler("push")
-def _push(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+@parser("push")
+def _push(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     ref = str(payload.get("ref") or "")
-    if not ref.startswith("refs/heads/") or payload.get("deleted"):
-        return []
-    return _job("on_push", payload, ref=ref.removeprefix("refs/heads/"), after=payload.get("after"),
-                before=payload.get("before"), forced=bool(payload.get("forced")),
-                pusher=(payload.get("pusher") or {}).get("name"),
-                commits=[{"id": c.get("id"), "message": str(c.get("message") or "")[:4096],
-                          "author": (c.get("author") or {}).get("username")}
-                         for c in (payload.get("commits") or [])[:50]],
-                policy_changed=_touches_policy(payload))
-
-
-def _touches_policy(payload: dict[str, Any]) -> bool:
-    """Whether a push changes `.agentgate.yml` (GitHub lists at most 20 commits' files: unknown counts)."""
+    if payload.get("deleted") or not ref.startswith("refs/heads/"):
+        return []  # tags are judged through the workflow runs they start
     commits = payload.get("commits") or []
+    return [ctx.event("push", 0, ref=ref.removeprefix("refs/heads/"),
+                      after=payload.get("after"), before=payload.get("before"), forced=bool(payload.get("forced")),
+                      pusher=(payload.get("pusher") or {}).get("name"),
+                      commits=[{"id": c.get("id"), "message": str(c.get("message") or "")[:1024],
+                                "author": (c.get("author") or {}).get("username")}
+                               for c in commits[:MAX_PUSH_COMMITS]],
+                      policy_changed=_touches_policy(commits))]
+
+
+def _touches_policy(commits: list[dict[str, Any]]) -> bool:
+    """Whether a push changes `.agentgate.yml` (GitHub lists at most 20 commits' files: unknown counts)."""
     if len(commits) >= 20:
         return True
     return any(POLICY_FILE in (c.get(k) or []) for c in commits for k in ("added", "modified", "removed"))
 
 
-@github_handler("deployment_protection_rule")
-def _deployment_protection_rule(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+@parser("deployment_protection_rule")
+def _deployment_protection_rule(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     if action != "requested":
         return []
     deployment = payload.get("deployment") or {}
-    return _job("on_deployment_protection_rule", payload, environment=payload.get("environment"),
-                event=payload.get("event"), sha=payload.get("sha") or deployment.get("sha"),
-                ref=payload.get("ref") or deployment.get("ref"),
-                callback_url=payload.get("deployment_callback_url"),
-                creator=_actor(deployment.get("creator"), deployment.get("performed_via_github_app")),
-                pull_numbers=[p["number"] for p in payload.get("pull_requests") or [] if "number" in p])
+    # We never call URLs from payloads: the run id is read from the callback URL, and answered through
+    # the configured API.
+    match = _CALLBACK_RUN.search(str(payload.get("deployment_callback_url") or ""))
+    return [ctx.event("deployment", 0, environment=payload.get("environment"), event=payload.get("event"),
+                      sha=payload.get("sha") or deployment.get("sha"), ref=payload.get("ref") or deployment.get("ref"),
+                      run_id=int(match.group(1)) if match else None,
+                      creator=_user(deployment.get("creator"), deployment.get("performed_via_github_app")),
+                      pull_numbers=[int(p["number"]) for p in payload.get("pull_requests") or [] if "number" in p])]
 
 
-@github_handler("merge_group")
-def _merge_group(action: str, payload: dict[str, Any]) -> list[JobRequest]:
+_MERGE_GROUP_PR = re.compile(r"/pr-(\d+)-[0-9a-f]{7,40}$")
+
+
+@parser("merge_group")
+def _merge_group(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     if action != "checks_requested":
         return []
     group = payload["merge_group"]
-    return _job("on_merge_group", payload, head_sha=group["head_sha"], head_ref=group.get("head_ref") or "",
-                base_ref=group.get("base_ref") or "",
-                message=str((group.get("head_commit") or {}).get("message") or "")[:MAX_BODY_CHARS])
+    head_ref = str(group.get("head_ref") or "")
+    # GitHub names the group's newest PR in its ref (gh-readonly-queue/<base>/pr-<n>-<sha>); the PRs
+    # ahead of it were checked in their own groups. The commit message is free text: not trusted.
+    return [ctx.event("merge_group", 0, head_sha=group["head_sha"], head_ref=head_ref,
+                      base_ref=group.get("base_ref") or "",
+                      pull_numbers=[int(n) for n in _MERGE_GROUP_PR.findall(head_ref)])]
 
 
-@github_handler("status")
-def _status(action: str, payload: dict[str, Any]) -> list[JobRequest]:
-    return _job("on_status", payload, sha=payload.get("sha"), context=payload.get("context"),
-                state=payload.get("state"), description=payload.get("description"))
+@parser("status")
+def _status(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
+    return [ctx.event("status", 0, sha=payload.get("sha"), context=payload.get("context"),
+                      state=payload.get("state"), description=str(payload.get("description") or "")[:200])]
+
+
+# ---- the audit log's view of a delivery
+
+def audit_entry(event: str, payload: dict[str, Any], delivery: str, now: datetime) -> AuditEntry:
+    """Who did what, from a verified GitHub payload, with the actor's kind as the platform tells it."""
+    sender = payload.get("sender") or {}
+    comment = payload.get("comment") or {}
+    via = comment.get("performed_via_github_app") or (payload.get("deployment") or {}).get("performed_via_github_app")
+    actor = classify(github_user(sender, via)) if sender else None
+    return AuditEntry(
+        at=now.astimezone(UTC).isoformat(timespec="milliseconds"),
+        platform="github", delivery=delivery, event=event, action=str(payload.get("action") or ""),
+        repo=str((payload.get("repository") or {}).get("full_name") or ""),
+        actor=actor.login if actor else "", actor_kind=actor.kind.value if actor else "",
+        via_app=actor.via_app or "" if actor else "", target=_target(event, payload),
+        detail=_detail(event, payload)[:SNIPPET],
+    )
+
+
+def _target(event: str, payload: dict[str, Any]) -> str:
+    for name in ("pull_request", "issue"):
+        if isinstance(payload.get(name), dict) and payload[name].get("number") is not None:
+            return f"#{payload[name]['number']}"
+    if event == "push":
+        return str(payload.get("ref") or "")
+    if event == "deployment_protection_rule":
+        return str(payload.get("environment") or "")
+    for name in ("workflow_run", "merge_group", "check_suite"):
+        if isinstance(payload.get(name), dict):
+            return str(payload[name].get("head_sha") or "")
+    return str(payload.get("sha") or "")
+
+
+def _detail(event: str, payload: dict[str, Any]) -> str:
+    if isinstance(payload.get("label"), dict):
+        return f"label {payload['label'].get('name', '')}"
+    if isinstance(payload.get("review"), dict):
+        return f"review {payload['review'].get('state', '')}"
+    if isinstance(payload.get("comment"), dict):
+        return " ".join(str(payload["comment"].get("body") or "").split())
+    if isinstance(payload.get("workflow_run"), dict):
+        run = payload["workflow_run"]
+        return f"workflow {run.get('name', '')} via {run.get('event', '')}"
+    if event == "status":
+        return f"{payload.get('context', '')}: {payload.get('state', '')}"
+    if event == "push":
+        return f"{len(payload.get('commits') or [])} commit(s){' forced' if payload.get('forced') else ''}"
+    return ""
+
+
+__all__ = ["MAX_BODY_CHARS", "SUBSCRIBED", "app_name", "audit_entry", "parse"]

@@ -1,0 +1,177 @@
+"""Every key agentgate keeps in Redis, and how long each lives: one place to read what is stored.
+
+Keys name the platform where two platforms could share a repository path (`acme/widgets` on GitHub
+and on GitLab are different projects)."""
+
+from __future__ import annotations
+
+KEY_PREFIX = "agentgate:"
+
+DAY = 24 * 3600
+
+# How long each kind of value lives.
+DELIVERY_TTL = 7 * DAY  # platforms let a delivery be redelivered for a few days
+DECISION_TTL = 90 * DAY
+FINDINGS_TTL = 90 * DAY
+STATUS_TTL = 30 * DAY  # the last status posted per SHA, so an unchanged one is not posted again
+VERDICTS_TTL = 90 * DAY  # each PR's verdict per head SHA: the status on a SHA is the worst of them
+COMMENT_TTL = 180 * DAY
+REQUESTERS_TTL = 180 * DAY
+AGENT_REQUESTERS_TTL = 30 * DAY  # who set an agent on a task in a repository, by agent
+TASK_PULLS_TTL = 180 * DAY
+POLICY_TTL = DAY  # the policy text at one commit never changes; kept a day
+ORG_POLICY_TTL = 300  # an organisation file is not pinned to a commit: re-read every few minutes
+COMMIT_FACTS_TTL = DAY  # files and commits of a head SHA never change
+PERMISSION_TTL = 120  # short: a revoked write permission must stop counting soon
+ISSUE_EVENTS_TTL = 60
+VIA_APP_TTL = 30 * DAY  # who opened a PR through which app is fixed at creation
+APPROVED_HEAD_TTL = 90 * DAY
+PREVIEW_TTL = 30 * DAY
+PREVIEW_INTERVAL = 300
+COALESCE_TTL = 600  # an evaluation waiting in the queue; bounded in case it is lost
+LOCK_TTL = 150  # longer than a job may run, so a PR lock never lapses mid-job
+APP_SLUG_TTL = DAY
+
+
+def key(*parts: object) -> str:
+    return KEY_PREFIX + ":".join(str(p) for p in parts)
+
+
+# -- receiving
+def delivery(platform: str, delivery_id: str) -> str:
+    return key("delivery", platform, delivery_id)
+
+
+def eval_waiting(platform: str, repo: str, number: int) -> str:
+    return key("eval-waiting", platform, repo, number)
+
+
+# -- decisions and what was posted
+def decision(decision_id: str) -> str:
+    return key("decision", decision_id)
+
+
+RECENT_DECISIONS = key("decisions", "recent")
+
+
+def decision_fingerprint(fingerprint: str) -> str:
+    return key("decision-fp", fingerprint)
+
+
+def status_posted(platform: str, repo: str, sha: str, context: str) -> str:
+    return key("status", platform, repo, sha, context)
+
+
+def verdicts(platform: str, repo: str, sha: str) -> str:
+    """Hash: PR number -> JSON {outcome, description, target}, for every PR evaluated at this head."""
+    return key("verdicts", platform, repo, sha)
+
+
+def approved_head(platform: str, repo: str, number: int, sha: str) -> str:
+    """Set when a PR's head had enough qualifying human approvals and passed: deployments and merges
+    of that exact change rest on it."""
+    return key("approved-head", platform, repo, number, sha)
+
+
+def check_run(platform: str, repo: str, sha: str, name: str) -> str:
+    return key("check-run", platform, repo, sha, name)
+
+
+def check_run_shown(platform: str, repo: str, sha: str, name: str) -> str:
+    return key("check-run-shown", platform, repo, sha, name)
+
+
+def comment(platform: str, repo: str, number: int) -> str:
+    return key("comment", platform, repo, number)
+
+
+def comment_sections(platform: str, repo: str, number: int) -> str:
+    return key("comment-sections", platform, repo, number)
+
+
+def preview_once(platform: str, repo: str, number: int, head: str, base: str) -> str:
+    return key("preview", platform, repo, number, head, base)
+
+
+def preview_recent(platform: str, repo: str, number: int) -> str:
+    return key("preview-recent", platform, repo, number)
+
+
+def pr_lock(platform: str, repo: str, number: int) -> str:
+    return key("lock", "pr", platform, repo, number)
+
+
+# -- chain findings
+def findings(platform: str, repo: str, number: int) -> str:
+    return key("findings", platform, repo, number)
+
+
+def confirmations(platform: str, repo: str, number: int) -> str:
+    """Humans' repeats of actions bots took (a command, a label), until an evaluation judges them."""
+    return key("confirmations", platform, repo, number)
+
+
+# -- caches of platform facts
+def policy_text(platform: str, repo: str, sha: str) -> str:
+    return key("policy", platform, repo, sha)
+
+
+def org_policy_text(platform: str, full_name: str) -> str:
+    return key("org-policy", platform, full_name)
+
+
+def commit_files(platform: str, repo: str, number: int, head: str) -> str:
+    return key("files", platform, repo, number, head)
+
+
+def commit_list(platform: str, repo: str, number: int, head: str) -> str:
+    return key("commits", platform, repo, number, head)
+
+
+def permission(platform: str, repo: str, login: str) -> str:
+    return key("perm", platform, repo, login.lower())
+
+
+def issue_events(platform: str, repo: str, number: int) -> str:
+    return key("issue-events", platform, repo, number)
+
+
+def via_app(platform: str, repo: str, number: int) -> str:
+    return key("via-app", platform, repo, number)
+
+
+# -- task context
+def requesters(platform: str, repo: str, number: int) -> str:
+    return key("requesters", platform, repo, number)
+
+
+def agent_requesters(platform: str, repo: str, agent: str) -> str:
+    """Humans who set this agent on a task in this repository (assigned or summoned it), recently."""
+    return key("agent-requesters", platform, repo, agent.lower())
+
+
+def task_pulls(platform: str, repo: str, task: int) -> str:
+    return key("task-pulls", platform, repo, task)
+
+
+# -- platform credentials (encrypted values only)
+def installation_token(platform: str, installation_id: int, scope: str) -> str:
+    return key("token", platform, installation_id, scope)
+
+
+def app_slug(app_id: str) -> str:
+    return key("app-slug", app_id)
+
+
+# -- metrics, audit, dev mode
+METRIC_COUNTERS = key("metrics", "counters")
+AUDIT_STREAM = key("audit")
+DEV_ACTIONS = key("dev", "actions")
+
+
+def dev_sample(repo: str, number: int | str) -> str:
+    return key("dev", "sample", repo, number)
+
+
+def dev_counter(name: str) -> str:
+    return key("dev", name)

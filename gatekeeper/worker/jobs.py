@@ -1,0 +1,92 @@
+"""The worker's two job entry points (RQ runs them by dotted name, with JSON arguments):
+
+- `evaluate`: one pull request, from fresh platform state (coalesced: one waits per PR at a time);
+- `handle`: any other event, dispatched to its handler; the handler's findings, confirmations and
+  actions are applied here, and each pull request it names is re-evaluated in a job of its own.
+
+Both are idempotent and safe to retry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import get_current_job
+
+from gatekeeper.forges.port import EVALUATE, Event, Forge
+from gatekeeper.state import findings, keys, metrics
+from gatekeeper.worker import actions, handlers, pipeline
+from gatekeeper.worker.runtime import Runtime, current
+
+log = logging.getLogger(__name__)
+
+
+def _retrying() -> bool:
+    """Whether RQ will run this job again if this attempt fails."""
+    job = get_current_job()
+    return bool(job and (job.retries_left or 0) > 0)
+
+
+def evaluate(*, platform: str, repo: str, number: int, installation: int | None = None, trigger: str = "",
+             delivery: str = "") -> dict[str, Any]:
+    rt = current()
+    # From here on this job reads fresh state: a delivery arriving now needs an evaluation of its own.
+    rt.conn.delete(keys.eval_waiting(platform, repo, number))
+    forge = rt.forges(platform, installation, repo, EVALUATE)
+    return pipeline.evaluate(rt, forge, number, installation=installation, trigger=trigger, delivery=delivery,
+                             retrying=_retrying())
+
+
+def handle(*, event: dict[str, Any]) -> dict[str, Any]:
+    rt = current()
+    ev = Event.from_dict(event)
+    if ev.kind not in handlers.HANDLERS:
+        return {"ignored": f"no handler for {ev.kind}"}
+    handle_fn, capabilities = handlers.HANDLERS[ev.kind]
+    forge = rt.forges(ev.platform, ev.installation, ev.repo, capabilities)
+    result = handle_fn(handlers.Context(rt, forge, ev, _retrying()))
+    apply(rt, forge, ev, result)
+    return result.info
+
+
+def apply(rt: Runtime, forge: Forge, ev: Event, result: handlers.Result) -> None:
+    """Record what the handler found, take its actions, and queue the evaluations it asks for. Findings
+    are stored before anything is posted, so a retry after a failed post finds them again."""
+    conn = rt.conn
+    for number, finding in result.findings:
+        if findings.record(conn, ev.platform, ev.repo, number, finding):
+            metrics.incr(conn, "agentgate_verdicts", ev.platform, f"chain-{finding.kind}")
+            log.warning("%s#%s chain finding: %s", ev.repo, number, finding.message)
+    for number, confirmation in result.confirmations:
+        findings.confirm(conn, ev.platform, ev.repo, number, confirmation)
+    for sha in result.forget_status:
+        actions.forget_posted_status(conn, forge, sha, rt.settings.status_context)
+    for action in result.actions:
+        _act(rt, forge, ev, action)
+    for number in dict.fromkeys(result.reevaluate):
+        trigger = f"{ev.kind}.{ev.data.get('action', '')}".rstrip(".")
+        rt.queue.enqueue_evaluation(ev.platform, ev.repo, number, ev.installation, trigger,
+                                    f"{ev.platform}-{ev.delivery}-eval-{number}", delivery=ev.delivery)
+
+
+def _act(rt: Runtime, forge: Forge, ev: Event, action: handlers.HandlerAction) -> None:
+    conn, settings = rt.conn, rt.settings
+    trigger = {"event": ev.kind, "delivery": ev.delivery}
+    if isinstance(action, handlers.RemoveLabel):
+        actions.remove_label(conn, forge, action.number, action.label, action.applied_by)
+    elif isinstance(action, handlers.AnswerDeployment):
+        verdict = handlers.Verdict.of([action.reason])
+        decision_id = actions.save_decision(conn, ev.platform, ev.repo, f"deployment to {action.environment}",
+                                            str(ev.data.get("sha") or ""), verdict, action.facts, action.policy,
+                                            trigger)
+        reason = action.reason
+        # The rejection is the stop; the decision page linked from the deployment view says why.
+        comment = f"{reason.message}. {reason.unblock or ''} {settings.public_url}/decisions/{decision_id}".strip()
+        actions.answer_deployment(conn, forge, action.run_id, action.environment, action.state, comment)
+    elif isinstance(action, handlers.PostVerdict):
+        decision_id = actions.save_decision(conn, ev.platform, ev.repo, action.subject, action.sha, action.verdict,
+                                            action.facts, action.policy, trigger)
+        if action.status and action.sha:
+            actions.post_status(conn, forge, action.sha, action.verdict.outcome.value, action.verdict.description(),
+                                f"{settings.public_url}/decisions/{decision_id}", settings.status_context,
+                                force=action.verdict.outcome.value != "success")
