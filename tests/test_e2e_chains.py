@@ -97,7 +97,7 @@ AFTER_JUDGING = [
     ("GET", f"/repos/{REPO}/pulls/7"),  # read again under the PR's lock
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
-    ("GET", f"/repos/{REPO}/issues/7"),
+    ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # other open PRs at this head
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
 ]
 # A first evaluation of PR #7 (approved by maintainer) that a finding fails, with its first comment.
@@ -109,7 +109,8 @@ APPROVED_PR_FLAGGED = [
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
     ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
-    ("GET", f"/repos/{REPO}/issues/7"),
+    ("GET", f"/repos/{REPO}/issues/7/timeline"),  # a human approved: did they set the agent on this work?
+    ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # other open PRs at this head
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
     ("GET", f"/repos/{REPO}/issues/7/comments"),
     ("POST", f"/repos/{REPO}/issues/7/comments"),
@@ -120,7 +121,7 @@ EVALUATION = [  # a first evaluation of PR #7 once its policy is cached
     ("GET", f"/repos/{REPO}/pulls/7/files"),
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
-    ("GET", f"/repos/{REPO}/issues/7"),
+    ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # other open PRs at this head
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
 ]
 
@@ -172,10 +173,12 @@ def test_bot_automerge_label_is_removed_and_fails(world):
     gate.deliver("pull_request", label_payload(pr, "automerge", _bot("renovate[bot]")))
     gate.work()
     assert calls(state) == [
-        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         ("GET", "/app"),  # who am I: our own label changes are not a bot's
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         *BASE_POLICY,
         ("GET", f"/repos/{REPO}/pulls/7/files"),
+        # Removing a label needs issues: write, a credential of its own (cached like any other).
+        ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         ("DELETE", f"/repos/{REPO}/issues/7/labels/automerge"),
         *AFTER_JUDGING,
         ("GET", f"/repos/{REPO}/issues/7/comments"),
@@ -194,8 +197,7 @@ def test_human_automerge_label_is_allowed(world):
     gate.work()
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
-        *BASE_POLICY,
-        ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),  # could it confirm a bot's label?
+        *BASE_POLICY,  # is the human one of the policy's configured bots?
         ("GET", f"/repos/{REPO}/pulls/7"),
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         *AFTER_JUDGING[1:],
@@ -219,11 +221,11 @@ def test_workflow_dispatched_by_an_agent_fails_its_pr(world):
     assert "Deploy" in status_posts(state, HEAD)[-1]["description"]
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
+        ("GET", f"/repos/{REPO}/pulls/7"),
         ("GET", f"/repos/{REPO}/branches/main"),  # the default branch's policy judges the run
         ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
         ("GET", f"/repos/{REPO}/pulls/7/files"),  # did the PR change the workflow that ran?
-        *EVALUATION[:2],
-        *AFTER_JUDGING[1:],
+        *AFTER_JUDGING,
         ("GET", f"/repos/{REPO}/issues/7/comments"),
         ("POST", f"/repos/{REPO}/issues/7/comments"),
     ]
@@ -256,7 +258,11 @@ def test_production_deploy_of_unapproved_agent_pr_is_rejected(world):
         ("GET", f"/repos/{REPO}/branches/main"),  # the default branch's policy, never the deployed ref's
         ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),
         ("GET", f"/repos/{REPO}/actions/runs/4242"),  # who triggered (or re-ran) the run
-        *EVALUATION[:-1],  # the PR's verdict, without posting a status
+        ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # every open PR at the deployed commit
+        ("GET", f"/repos/{REPO}/pulls/7"),  # the PR's verdict, without posting a status
+        ("GET", f"/repos/{REPO}/pulls/7/files"),
+        ("GET", f"/repos/{REPO}/pulls/7/reviews"),
+        ("GET", f"/repos/{REPO}/pulls/7/commits"),
         ("POST", f"/repos/{REPO}/actions/runs/4242/deployment_protection_rule"),
     ]
 
@@ -300,7 +306,6 @@ def test_merge_group_gets_a_verdict_on_its_sha(world):
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("GET", f"/repos/{REPO}/pulls/7/reviews"),
         ("GET", f"/repos/{REPO}/pulls/7/commits"),
-        ("GET", f"/repos/{REPO}/issues/7"),
         ("POST", f"/repos/{REPO}/statuses/{group_sha}"),
     ]
 
@@ -572,7 +577,7 @@ def test_requester_found_in_the_issue_history_without_the_delivery(world):
     gate.deliver("pull_request", pr_payload(pr, action="edited"))
     gate.work()
     assert status_posts(state, HEAD)[-1]["state"] == "pending"
-    assert ("GET", f"/repos/{REPO}/issues/3/events") in calls(state)
+    assert ("GET", f"/repos/{REPO}/issues/3/timeline") in calls(state)
 
 
 def test_agentgate_own_actions_are_audited(world):

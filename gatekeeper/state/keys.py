@@ -22,6 +22,9 @@ TASK_PULLS_TTL = 180 * DAY
 POLICY_TTL = DAY  # the policy text at one commit never changes; kept a day
 ORG_POLICY_TTL = 300  # an organisation file is not pinned to a commit: re-read every few minutes
 COMMIT_FACTS_TTL = DAY  # files and commits of a head SHA never change
+# A branch's head, for reading the policy there: push deliveries keep it current, so a short life only
+# bounds how stale it can be when a delivery is lost.
+BRANCH_HEAD_TTL = 30
 PERMISSION_TTL = 120  # short: a revoked write permission must stop counting soon
 ISSUE_EVENTS_TTL = 60
 VIA_APP_TTL = 30 * DAY  # who opened a PR through which app is fixed at creation
@@ -118,6 +121,10 @@ def policy_text(platform: str, repo: str, sha: str) -> str:
 
 def org_policy_text(platform: str, full_name: str) -> str:
     return key("org-policy", platform, full_name)
+
+
+def branch_head(platform: str, repo: str, branch: str) -> str:
+    return key("branch-head", platform, repo, branch)
 
 
 def commit_files(platform: str, repo: str, number: int, head: str) -> str:

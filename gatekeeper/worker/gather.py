@@ -88,16 +88,27 @@ def policy_from_text(conn: redis.Redis, forge: Forge, text: str | None, source: 
     return load_policy(text, source=source, extends=fetched)
 
 
+def branch_head(conn: redis.Redis, forge: Forge, branch: str) -> str | None:
+    """A branch's current head, shared briefly between jobs and kept current by push deliveries."""
+    return cached(conn, keys.branch_head(forge.platform, forge.repo, branch), keys.BRANCH_HEAD_TTL,
+                  lambda: forge.branch_sha(branch))
+
+
+def remember_branch_head(conn: redis.Redis, platform: str, repo: str, branch: str, sha: str) -> None:
+    """A push delivery says where the branch is now."""
+    conn.set(keys.branch_head(platform, repo, branch), sha, ex=keys.BRANCH_HEAD_TTL)
+
+
 def governing_policy(conn: redis.Redis, forge: Forge, pr: PullRequest) -> Policy | InvalidPolicy:
     """The policy that judges a pull request and everything done on it: the file on its base branch at
     that branch's current head, never the pull request's own copy (an agent never rewrites the policy
     that judges it), and a policy tightened on the base applies to open pull requests at once."""
-    return policy_at(conn, forge, forge.branch_sha(pr.base_ref) or pr.base_sha)
+    return policy_at(conn, forge, branch_head(conn, forge, pr.base_ref) or pr.base_sha)
 
 
 def default_branch_policy(conn: redis.Redis, forge: Forge, default_branch: str | None) -> Policy | InvalidPolicy:
     """For actions outside a pull request (runs, deployments, pushes): the default branch's policy."""
-    sha = forge.branch_sha(default_branch or "main")
+    sha = branch_head(conn, forge, default_branch or "main")
     return policy_at(conn, forge, sha) if sha else DEFAULT_POLICY
 
 

@@ -86,12 +86,21 @@ class Context:
 
 
 Handler = Callable[[Context], Result]
+# Each handler with the capabilities it reads with: most share the evaluation's credential.
 HANDLERS: dict[str, tuple[Handler, frozenset[Capability]]] = {}
 
+# What each action needs beyond reading; handlers read with the evaluation's own credential (shared
+# with evaluations), and an action gets a credential for exactly what it does.
+ACTION_CAPABILITIES: dict[type, frozenset[Capability]] = {
+    RemoveLabel: EVALUATE | {Capability.LABELS},
+    AnswerDeployment: EVALUATE | {Capability.DEPLOYMENTS},
+    PostVerdict: EVALUATE,
+}
 
-def handler(kind: str, capabilities: frozenset[Capability] = EVALUATE) -> Callable[[Handler], Handler]:
+
+def handler(kind: str, reads: frozenset[Capability] = EVALUATE) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = (fn, capabilities)
+        HANDLERS[kind] = (fn, reads)
         return fn
 
     return register
@@ -138,21 +147,22 @@ def on_comment(ctx: Context) -> Result:
         return _remember_mentions(ctx, number, author, [m for m in mentions if m], None)
     if action == "deleted":
         return Result({"ignored": "deleted comment"})  # what it triggered already happened; the finding stays
-    pr, policy, who = _governing(ctx, number)
-    writer, editor = who(author), who(ev.actor)
     edited = action == "edited"
     # An edit is a new action: it counts from the moment of the edit, never from the comment's creation.
     at = (str(data.get("edited_at") or "") or now()) if edited else (str(data.get("created_at") or "") or now())
     comment_id, kind = data.get("comment_id"), str(data.get("source") or "comment")
-    result = _remember_mentions(ctx, number, author, [m for m in mentions if m], who) if not edited else Result()
-    if edited and (ev.actor is None or editor.login.lower() != writer.login.lower()):
+    if edited and (ev.actor is None or author is None or chains.is_tampering(author.login, ev.actor.login)):
+        # Someone changed another's words (a review, a command): tampering, whoever they are.
+        editor, writer = classify(ev.actor), classify(author)
         finding = chains.ChainFinding("tampering", editor, f"{kind} {comment_id}", Reason(
             "chain-tampering", Outcome.FAILURE, f"{editor.login} edited a {kind.replace('_', ' ')} written by "
                                                 f"{writer.login}",
             "A human with write access approves the current head after checking the edited comment"))
-        result.findings.append((number, stored(finding, finding_id("tamper", kind, comment_id, at), at)))
-        result.reevaluate.append(number)
-        return result
+        return Result(findings=[(number, stored(finding, finding_id("tamper", kind, comment_id, at), at))],
+                      reevaluate=[number])
+    pr, policy, who = _governing(ctx, number)
+    writer = who(author)
+    result = _remember_mentions(ctx, number, author, [m for m in mentions if m], who) if not edited else Result()
     body = str(data.get("body") or "")
     if writer.kind.is_automated:
         if author is not None and ctx.forge.is_own(author):
@@ -196,7 +206,7 @@ def _remember_mentions(ctx: Context, number: int, writer: User | None, mentioned
 
 # ---- who set an agent on a task -----------------------------------------------------------------------
 
-@handler("assigned", frozenset({Capability.READ}))
+@handler("assigned")
 def on_assigned(ctx: Context) -> Result:
     ev = ctx.event
     gather.forget_issue_events(ctx.conn, ev.platform, ev.repo, ev.subject)
@@ -213,7 +223,7 @@ def on_assigned(ctx: Context) -> Result:
     return result
 
 
-@handler("task", frozenset({Capability.READ}))
+@handler("task")
 def on_task_changed(ctx: Context) -> Result:
     """An issue that PRs resolve was labelled, unlabelled, closed or reopened: re-evaluate those PRs."""
     ev = ctx.event
@@ -227,7 +237,7 @@ def on_task_changed(ctx: Context) -> Result:
 
 # ---- labels --------------------------------------------------------------------------------------------
 
-@handler("label", EVALUATE | {Capability.LABELS})
+@handler("label")
 def on_label(ctx: Context) -> Result:
     """Judge a label change, then re-evaluate: rules read labels even when no chain is involved."""
     ev, data = ctx.event, ctx.event.data
@@ -264,10 +274,11 @@ def on_workflow_run(ctx: Context) -> Result:
     forge = ctx.forge
     run_id, path, name = int(data["run_id"]), str(data.get("path") or ""), str(data.get("name") or "")
     head_sha, head_branch = data.get("head_sha"), data.get("head_branch")
-    prs = {p.number: p for p in _open_pulls_at(forge, head_sha)}
-    for number in data.get("pull_numbers") or []:
-        if number not in prs:
-            prs[number] = forge.get_pull_request(number)
+    # The PRs the platform names for the run, else every open PR at its commit. (Other PRs at a named
+    # PR's head share its status, which is the worst of theirs.)
+    named = [int(n) for n in data.get("pull_numbers") or []]
+    prs = {n: forge.get_pull_request(n) for n in named} if named else \
+        {p.number: p for p in _open_pulls_at(forge, head_sha)}
     policy_or_invalid = gather.default_branch_policy(ctx.conn, forge, ev.default_branch)
     policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
     starter = who(ev.user("triggering_actor") or ev.user("run_actor"))
@@ -316,12 +327,14 @@ def on_push(ctx: Context) -> Result:
     forge, conn = ctx.forge, ctx.conn
     ref, after, before = str(data["ref"]), data.get("after"), data.get("before")
     result = Result()
+    if after:
+        gather.remember_branch_head(conn, ev.platform, ev.repo, ref, str(after))
     if data.get("policy_changed") and after:
         # A new policy on a branch applies to the open PRs into it now, not at their next push.
         result.reevaluate += [p.number for p in forge.list_open_pulls(100) if p.base_ref == ref]
     zero = "0" * 40
     # The policy before the push: the pushed commits must not get to define their own rules.
-    policy_sha = before if before and before != zero else forge.branch_sha(ev.default_branch or "main")
+    policy_sha = before if before and before != zero else gather.branch_head(conn, forge, ev.default_branch or "main")
     policy_or_invalid = gather.policy_at(conn, forge, policy_sha) if policy_sha else DEFAULT_POLICY
     policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
     pusher = who(ev.actor)
@@ -358,7 +371,7 @@ def _passed(ctx: Context, pr: PullRequest) -> bool:
 
 # ---- deployments ---------------------------------------------------------------------------------------
 
-@handler("deployment", EVALUATE | {Capability.DEPLOYMENTS})
+@handler("deployment", EVALUATE | {Capability.DEPLOYMENTS})  # the run's actors are read with actions: read
 def on_deployment(ctx: Context) -> Result:
     ev, data = ctx.event, ctx.event.data
     forge = ctx.forge

@@ -13,7 +13,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from gatekeeper.forges.port import EVALUATE, Event, Forge
+from gatekeeper.forges.port import EVALUATE, Capability, Event, Forge
 from gatekeeper.state import findings, keys, metrics
 from gatekeeper.worker import actions, handlers, pipeline
 from gatekeeper.worker.runtime import Runtime, current
@@ -42,14 +42,15 @@ def handle(*, event: dict[str, Any]) -> dict[str, Any]:
     ev = Event.from_dict(event)
     if ev.kind not in handlers.HANDLERS:
         return {"ignored": f"no handler for {ev.kind}"}
-    handle_fn, capabilities = handlers.HANDLERS[ev.kind]
-    forge = rt.forges(ev.platform, ev.installation, ev.repo, capabilities)
+    handle_fn, reads = handlers.HANDLERS[ev.kind]
+    forge = rt.forges(ev.platform, ev.installation, ev.repo, reads)
     result = handle_fn(handlers.Context(rt, forge, ev, _retrying()))
-    apply(rt, forge, ev, result)
+    apply(rt, forge, ev, result, reads)
     return result.info
 
 
-def apply(rt: Runtime, forge: Forge, ev: Event, result: handlers.Result) -> None:
+def apply(rt: Runtime, forge: Forge, ev: Event, result: handlers.Result,
+          reads: frozenset[Capability] = EVALUATE) -> None:
     """Record what the handler found, take its actions, and queue the evaluations it asks for. Findings
     are stored before anything is posted, so a retry after a failed post finds them again."""
     conn = rt.conn
@@ -62,7 +63,8 @@ def apply(rt: Runtime, forge: Forge, ev: Event, result: handlers.Result) -> None
     for sha in result.forget_status:
         actions.forget_posted_status(conn, forge, sha, rt.settings.status_context)
     for action in result.actions:
-        _act(rt, forge, ev, action)
+        needs = handlers.ACTION_CAPABILITIES[type(action)]
+        _act(rt, forge if needs <= reads else rt.forges(ev.platform, ev.installation, ev.repo, needs), ev, action)
     for number in dict.fromkeys(result.reevaluate):
         trigger = f"{ev.kind}.{ev.data.get('action', '')}".rstrip(".")
         rt.queue.enqueue_evaluation(ev.platform, ev.repo, number, ev.installation, trigger,

@@ -42,18 +42,29 @@ class GitHubForge:
     platform = "github"
     status_description_limit = STATUS_DESCRIPTION_LIMIT
 
-    def __init__(self, repo: str, token: str, api_url: str,
+    def __init__(self, repo: str, token: str | Callable[[], str], api_url: str,
                  sibling: Callable[[str], GitHubForge] | None = None, app_slug: Callable[[], str] | None = None):
         self.repo = repo
         self._app_slug = app_slug
         # Tokens are scoped to one repository; reading another (the org's .github) needs its own.
         self._sibling = sibling
-        # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
-        # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
-        # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
-        self.gh = Github(base_url=api_url, auth=Auth.Token(token), lazy=True, per_page=100, timeout=15,
-                         retry=GithubRetry(total=3), seconds_between_requests=None, seconds_between_writes=None)
-        self._repo = self.gh.get_repo(repo)
+        # The installation token is minted (or read from the shared cache) only when a call needs it, so
+        # a job that ends early (our own status coming back) costs no token.
+        self._token = token
+        self._api_url = api_url
+        self._client: Any = None
+
+    @property
+    def _repo(self) -> Any:
+        if self._client is None:
+            token = self._token() if callable(self._token) else self._token
+            # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
+            # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
+            # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
+            gh = Github(base_url=self._api_url, auth=Auth.Token(token), lazy=True, per_page=100, timeout=15,
+                        retry=GithubRetry(total=3), seconds_between_requests=None, seconds_between_writes=None)
+            self._client = gh.get_repo(self.repo)
+        return self._client
 
     @contextmanager
     def _calls(self) -> Iterator[None]:

@@ -47,5 +47,5 @@ def open_github(settings: Settings, conn: redis.Redis, installation: int | None,
         # Read-only, and only ever minted for the repository named by this repository's policy.
         return GitHubForge(other, tokens.token(installation, other, ORG_POLICY_PERMISSIONS), settings.github_api_url)
 
-    return GitHubForge(repo, tokens.token(installation, repo, permissions_for(capabilities)), settings.github_api_url,
-                       sibling=sibling, app_slug=partial(app_slug, conn, tokens))
+    token = partial(tokens.token, installation, repo, permissions_for(capabilities))
+    return GitHubForge(repo, token, settings.github_api_url, sibling=sibling, app_slug=partial(app_slug, conn, tokens))
