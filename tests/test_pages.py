@@ -6,6 +6,7 @@ import re
 from dataclasses import replace
 
 import pytest
+from markupsafe import escape
 
 from gatekeeper.core.decide import evaluate_pull_request
 from gatekeeper.core.facts import ChangedFile, PullRequestFacts, Review
@@ -98,7 +99,7 @@ def test_success_says_why_it_passes(client, redis_conn):
 
 def test_pull_request_facts_in_human_form(client, redis_conn):
     """Author and kind, refs, short head SHA with the full one in title, files with sensitive ones flagged,
-    reviews with their commit and whether they count, requesters and labels come before the raw JSON."""
+    reviews with their commit, requesters and labels come before the raw JSON."""
     facts = pr_facts(reviews=(
         Review(actor("renovate[bot]", "Bot"), "APPROVED", HEAD, "admin"),
         Review(actor("mia", "User"), "APPROVED", OLD, "write"),
@@ -110,12 +111,12 @@ def test_pull_request_facts_in_human_form(client, redis_conn):
     assert f'<code title="{HEAD}">eab0c84</code>' in human
     files = {m[1]: m[0] for m in re.findall(r'<li( class="flag")?>.*?<span class="mono">([^<]+)</span>', human, re.S)}
     assert files == {".github/workflows/ci.yml": ' class="flag"', "src/app.py": ""}
-    assert '<span class="flagtag" title="Changes sensitive paths: .github/workflows/ci.yml">sensitive' in human
+    assert '<span class="flagtag" title="sensitive path: .github/workflows/ci.yml">sensitive' in human
     rows = {login: human[human.index(f"<td>{login} "):].split("</tr>")[0]
             for login in ("renovate[bot]", "mia", "alice")}
-    assert '<span class="no">no</span>' in rows["renovate[bot]"] and "only humans" in rows["renovate[bot]"]
-    assert '<span class="no">no</span>' in rows["mia"] and "older commit" in rows["mia"]
-    assert '<span class="yes">yes</span>' in rows["alice"] and "current head" in rows["alice"]
+    assert '<span class="pill bot">bot</span>' in rows["renovate[bot]"] and "admin access" in rows["renovate[bot]"]
+    assert "older commit" in rows["mia"] and "current head" in rows["alice"]
+    assert "counted" not in human.split("Reviews</th>")[1].split("</table>")[0]  # judged under Approvals only
     assert re.search(r'<th scope="row">Requested by</th><td>bob<', human)
     assert '<span class="pill">ai</span>' in human
     assert "<details>" in html and '"head_sha": "' + HEAD in html.replace("&#34;", '"')
@@ -130,6 +131,106 @@ def test_only_the_first_twenty_files_are_listed_reason_named_first(client, redis
     assert "and 11 more" in html
 
 
+def approval_rows(html: str) -> dict[str, str]:
+    """The Approvals table's rows, by reviewer."""
+    table = section(html, "Approvals")
+    return {m[0]: m[1] for m in re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", table, re.S)}
+
+
+def test_approvals_show_who_counted_and_why_others_did_not(client, redis_conn):
+    """The Approvals section lists each requirement with the approvals counted for it, every counted
+    reviewer, and every standing approval that did not count with the decision's reason."""
+    facts = pr_facts(reviews=(
+        Review(actor("renovate[bot]", "Bot"), "APPROVED", HEAD, "admin"),
+        Review(actor("mia", "User"), "APPROVED", OLD, "write"),
+        Review(actor("bob", "User"), "APPROVED", HEAD, "admin"),
+        Review(actor("alice", "User"), "APPROVED", HEAD, "write")))
+    html = client.get(f"/decisions/{save_pr(redis_conn, facts)}").get_data(as_text=True)
+    approvals = section(html, "Approvals")
+    assert "The approval requirement: 1 of 2 approvals counted (alice)" in approvals
+    rows = approval_rows(html)
+    assert set(rows) == {"renovate[bot]", "mia", "bob", "alice"}
+    assert '<span class="yes">yes</span>' in rows["alice"]
+    assert "counts towards the approval requirement" in rows["alice"]
+    assert '<span class="no">no</span>' in rows["renovate[bot]"] and "only humans" in rows["renovate[bot]"]
+    assert '<span class="no">no</span>' in rows["mia"]
+    assert "mia approved 1f2e3d4, not the current head eab0c84" in rows["mia"]
+    assert '<span class="no">no</span>' in rows["bob"] and "bob set the agent on this task" in rows["bob"]
+
+
+def test_approvals_come_from_reason_data_never_from_messages_or_reviews(client, redis_conn):
+    """The page shows what the reasons' data says: a message naming an approver counts nobody, a
+    not-counted reviewer's `why_not` is shown as recorded, and the raw reviews are not judged again."""
+    facts = pr_facts(reviews=(Review(actor("mia", "User"), "APPROVED", HEAD, "write"),))
+    verdict = Verdict.of([
+        Reason("needs-approval", Outcome.PENDING, "Approved by mallory (1/1 required)", "Needs 1 more approval",
+               data={"approvers": [], "needed": 1, "head": HEAD, "approvers_from": ["carol"]}),
+        Reason("approval-not-counted", Outcome.SUCCESS, "Approval not counted: mia is unlucky",
+               data={"reviewer": "mia", "state": "APPROVED", "commit": HEAD, "counted": False,
+                     "why_not": "mia is not among the reviewers this rule asks for", "submitted_at": None}),
+    ])
+    record = DecisionRecord("github", "acme/api", "pull request #12", HEAD, verdict.to_dict(), facts.to_dict(), "-")
+    html = client.get(f"/decisions/{decisions.save(redis_conn, record)}").get_data(as_text=True)
+    rows = approval_rows(html)
+    assert set(rows) == {"mia"}  # mallory is only named in prose
+    assert "mia is not among the reviewers this rule asks for" in rows["mia"] and "unlucky" not in rows["mia"]
+    assert "The approval requirement: 0 of 1 approval counted" in section(html, "Approvals")
+    assert "from carol" in section(html, "Approvals")
+
+
+def test_every_sensitive_path_is_listed_five_among_thirty(client, redis_conn):
+    """With 5 sensitive files among 30 (the reason's message names only 3), all 5 are in the file list,
+    flagged sensitive, and shown as HTML rather than only in the raw JSON; the list stays capped."""
+    sensitive = ["CODEOWNERS", ".github/workflows/a.yml", "deploy/key.pem", ".agentgate.yml", ".circleci/config.yml"]
+    files = [ChangedFile(f"src/m{i}.py") for i in range(25)]
+    for n, path in enumerate(sensitive):  # spread out, the last ones past the 20 shown
+        files.insert(5 * n + 4, ChangedFile(path))
+    facts = pr_facts(changed_files=tuple(files))
+    record_id = save_pr(redis_conn, facts)
+    stored = decisions.load(redis_conn, record_id)
+    reason = next(r for r in stored.verdict["reasons"] if r["code"] == "sensitive-paths")
+    assert "and 2 more" in reason["message"] and sorted(reason["data"]["paths"]) == sorted(sensitive)
+    html = client.get(f"/decisions/{record_id}").get_data(as_text=True)
+    human = html[html.index(">Facts used<"): html.index("<details>")]
+    flagged = re.findall(r'<li class="flag">.*?<span class="mono">([^<]+)</span>', human, re.S)
+    assert sorted(flagged) == sorted(sensitive)
+    assert len(re.findall(r'<span class="mono">', human)) == 20 and "and 10 more" in human
+    assert '<span class="flagtag">5 sensitive</span>' in human
+    assert "All 5 sensitive paths are listed under Changed files" in section(html, "Every reason")
+
+
+def test_sensitive_paths_past_the_stored_files_are_still_listed(client, redis_conn):
+    """A record keeps only the first files; a sensitive path beyond them (known from the reason's data)
+    is listed and flagged all the same, and the count is the real one."""
+    files = tuple(ChangedFile(f"src/m{i}.py") for i in range(320)) + (ChangedFile(".github/workflows/late.yml"),)
+    facts = pr_facts(changed_files=files)
+    verdict = evaluate_pull_request(DEFAULT_POLICY, facts)
+    stored_facts = facts.to_dict()
+    stored_facts["changed_files_total"] = len(files)
+    stored_facts["changed_files"] = stored_facts["changed_files"][:300]
+    record = DecisionRecord("github", "acme/api", "pull request #12", HEAD, verdict.to_dict(), stored_facts, "-")
+    html = client.get(f"/decisions/{decisions.save(redis_conn, record)}").get_data(as_text=True)
+    human = html[html.index(">Facts used<"): html.index("<details>")]
+    assert re.search(r'<li class="flag">.*?<span class="mono">\.github/workflows/late\.yml</span>', human, re.S)
+    assert "<td>321" in human and "in the first 300 files" in human
+
+
+def test_chain_findings_lifted_findings_and_policy_layers_are_shown(client, redis_conn):
+    """A chain finding shows who acted from its data; lifted findings and the policy's layers are listed."""
+    verdict = Verdict.of([Reason("chain-command", Outcome.FAILURE, "A bot asked to deploy", "Repeat it yourself",
+                                 data={"actor": "helper[bot]", "actor_kind": "bot", "subject": "comment 7",
+                                       "at": "2024-05-01T11:00:00+00:00"})])
+    facts = pr_facts()
+    record = DecisionRecord("github", "acme/api", "pull request #12", HEAD, verdict.to_dict(), facts.to_dict(),
+                            ".agentgate.yml", extra={"policy_layers": ["preset:strict", ".agentgate.yml"],
+                                                     "lifted": {"f1": "alice approved the head after it"}})
+    html = client.get(f"/decisions/{decisions.save(redis_conn, record)}").get_data(as_text=True)
+    reasons = section(html, "Every reason")
+    assert "by helper[bot] (bot) · comment 7 · 2024-05-01T11:00:00+00:00" in reasons
+    assert "Findings lifted (1)" in reasons and "alice approved the head after it" in reasons
+    assert "(built from preset:strict, .agentgate.yml)" in html
+
+
 def test_other_subjects_render_their_facts_as_a_table(client, redis_conn):
     """Facts of a merge group, deployment, push or status are a small dict shown as a key/value table."""
     verdict = Verdict.of([Reason("bot-deploy", Outcome.FAILURE, "A bot started the deployment", "Re-run it")])
@@ -142,12 +243,28 @@ def test_other_subjects_render_their_facts_as_a_table(client, redis_conn):
 
 
 def test_hostile_strings_are_escaped(client, redis_conn):
-    """A title, label, path or reason written by an agent is shown as text, never as markup."""
+    """A title, label, path, reviewer or reason (and its data) written by an agent is shown as text,
+    never as markup."""
     facts = pr_facts(title=HOSTILE, labels=(HOSTILE,), changed_files=(ChangedFile(HOSTILE),), requesters=(HOSTILE,))
     decision_id = save_pr(redis_conn, facts)
+    data_verdict = Verdict.of([
+        Reason("sensitive-paths", Outcome.SUCCESS, HOSTILE, data={"paths": [HOSTILE], "needed": 2}),
+        Reason("approval-not-counted", Outcome.SUCCESS, HOSTILE,
+               data={"reviewer": HOSTILE, "state": "APPROVED", "why_not": HOSTILE, "submitted_at": HOSTILE}),
+        Reason("rule:x", Outcome.PENDING, HOSTILE, HOSTILE,
+               data={"approvers": [HOSTILE], "needed": 2, "approvers_from": [HOSTILE]}),
+        Reason("chain-label", Outcome.FAILURE, HOSTILE, data={"actor": HOSTILE, "subject": HOSTILE})],
+        approvals=(HOSTILE,))
+    data_id = decisions.save(redis_conn, DecisionRecord(
+        "github", "acme/api", "pull request #12", HEAD, data_verdict.to_dict(), facts.to_dict(), HOSTILE,
+        extra={"lifted": {HOSTILE: HOSTILE}, "policy_layers": [HOSTILE]}))
     verdict = Verdict.of([Reason(HOSTILE, Outcome.FAILURE, HOSTILE, HOSTILE)])
     other_id = save_other(redis_conn, verdict, {HOSTILE: HOSTILE}, subject=HOSTILE)
-    for page in (f"/decisions/{decision_id}", f"/decisions/{other_id}", "/"):
+    data_html = client.get(f"/decisions/{data_id}").get_data(as_text=True)
+    escaped = str(escape(HOSTILE))
+    assert escaped in section(data_html, "Approvals")  # the reviewer and why_not, from data, as text
+    assert re.search(r'<li class="flag">.*?<span class="mono">' + re.escape(escaped), data_html, re.S)
+    for page in (f"/decisions/{decision_id}", f"/decisions/{data_id}", f"/decisions/{other_id}", "/"):
         html = client.get(page).get_data(as_text=True)
         assert "<script>" not in html and "<img" not in html
     assert "&lt;script&gt;" in client.get(f"/decisions/{decision_id}").get_data(as_text=True)
@@ -216,6 +333,30 @@ def test_old_records_missing_fields_still_render(client, redis_conn):
                                                             {"outcome": "error"}, facts, "-"))
     resp = client.get(f"/decisions/{decision_id}")
     assert resp.status_code == 200 and "someone" in resp.get_data(as_text=True)
+
+
+def test_old_records_without_reason_data_render_their_messages(client, redis_conn):
+    """A record saved before reasons carried `data` (and the verdict `approvals`) still renders: every
+    message is shown, nothing is inferred from the prose, and the page says the details are in the text."""
+    old_verdict = {"outcome": "pending", "description": "Needs 1 more approval", "reasons": [
+        {"code": "sensitive-paths", "outcome": "success", "message": "Changes sensitive paths: CODEOWNERS",
+         "unblock": None},
+        {"code": "needs-approval", "outcome": "pending", "message": "1/2 qualifying approvals of eab0c84 into main",
+         "unblock": "Needs 1 more approval of eab0c84"},
+        {"code": "approved", "outcome": "success", "message": "Approved by alice (1/1 required)", "unblock": None}]}
+    files = (ChangedFile("CODEOWNERS"),) + tuple(ChangedFile(f"src/m{i}.py") for i in range(25))
+    facts = pr_facts(changed_files=files).to_dict()
+    decision_id = decisions.save(redis_conn, DecisionRecord("github", "acme/api", "pull request #12", HEAD,
+                                                            old_verdict, facts, "-"))
+    resp = client.get(f"/decisions/{decision_id}")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "Changes sensitive paths: CODEOWNERS" in section(html, "Every reason")
+    assert "Needs 1 more approval of eab0c84" in section(html, "What would unblock it")
+    approvals = section(html, "Approvals")
+    assert "recorded before reasons carried structured data" in approvals
+    assert "<tr><td>alice" not in approvals and 'class="flag"' not in html
+    assert "none of them sensitive" not in html  # nothing is known about the files not shown
 
 
 def test_dev_index_lists_recent_decisions(settings, redis_conn):

@@ -83,7 +83,7 @@ class ChangedFile:
 
     @property
     def paths(self) -> tuple[str, ...]:
-        # A rename touches both names: moving a workflow out of .github/ is a sensitive change too.
+        # A rename touches both names: moving a CI workflow out of its folder is a sensitive change too.
         return (self.path, self.previous_path) if self.previous_path else (self.path,)
 
 

@@ -2,13 +2,13 @@
 
 Two concerns live here, both pure:
 
-- **Which lines can carry a command.** Structure is read from the raw text, exactly as GitHub renders
+- **Which lines can carry a command.** Structure is read from the raw text, exactly as a forge renders
   it and as bots parse it, never from the normalised text: a look-alike backtick must not turn a real
   command into "code". Block quotes (`> /deploy`) and the inside of *closed* fenced code blocks are not
-  commands: GitHub shows them as quotes and code, and the common command parsers (prow, bors) skip
+  commands: forges show them as quotes and code, and the common command parsers (prow, bors) skip
   them. Inline code needs no rule: a line that starts with a backtick does not start with a command.
   Everything else is scanned, on purpose:
-  - an unclosed fence: GitHub renders the rest as code, but a bot that strips `` ```...``` `` pairs
+  - an unclosed fence: a forge renders the rest as code, but a bot that strips `` ```...``` `` pairs
     still reads the lines;
   - indented code blocks: a bot that trims its lines reads them, and telling one from a list
     continuation takes a full Markdown parser;

@@ -117,10 +117,15 @@ def index():  # type: ignore[no-untyped-def]
 
 
 def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") -> dict[str, Any]:
-    """What the template shows, worked out from a stored record (old records may lack any field)."""
+    """What the template shows, worked out from a stored record (old records may lack any field).
+    Everything comes from the reasons' structured `data` and the verdict's `approvals`: messages are
+    shown as they are and never parsed, and nothing the decision judged is judged again here."""
     verdict = record.verdict if isinstance(record.verdict, dict) else {}
     outcome = str(verdict.get("outcome") or "error")
-    reasons = [_reason(r) for r in verdict.get("reasons") or [] if isinstance(r, dict)]
+    raw_reasons = [r for r in verdict.get("reasons") or [] if isinstance(r, dict)]
+    reasons = [_reason(r) for r in raw_reasons]
+    # Records saved before reasons carried data have neither `data` nor the verdict's `approvals`.
+    structured = "approvals" in verdict or any("data" in r for r in raw_reasons)
     blocking = sorted((r for r in reasons if r["outcome"] != "success"),
                       key=lambda r: -_SEVERITY.get(r["outcome"], 3))
     informational = [r for r in reasons if r["outcome"] == "success"]
@@ -130,8 +135,11 @@ def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") ->
         if step and step not in unblock:
             unblock.append(step)
     facts = record.facts if isinstance(record.facts, dict) else {}
+    extra = record.extra if isinstance(record.extra, dict) else {}
     web = _web_base(record.platform, github_api_url)
-    pr = pull_request_view(facts, reasons, web)
+    sensitive = sensitive_paths(reasons)
+    pr = pull_request_view(facts, sensitive, web)
+    lifted = extra.get("lifted")
     return {
         "outcome": outcome,
         "outcome_word": _OUTCOME_WORDS.get(outcome, outcome),
@@ -142,13 +150,18 @@ def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") ->
         # Approvals that did not count explain nothing about a pass; they stay in "Every reason".
         "passes": [r["message"] for r in informational if r["code"] != "approval-not-counted"][:6],
         "pr": pr,
+        "structured": structured,
+        "sensitive": sensitive,
+        "approvals": approvals_view(verdict, reasons),
+        "lifted": sorted((str(k), str(v)) for k, v in lifted.items()) if isinstance(lifted, dict) else [],
+        "layers": [str(x) for x in extra.get("policy_layers") or [] if isinstance(x, str)],
         "generic": None if pr is not None else generic_facts(facts),
         "repo_url": f"{web}/{record.repo}" if web and _REPO.match(record.repo or "") else None,
         "sha_url": (f"{web}/{record.repo}/commit/{record.sha}"
                     if web and _REPO.match(record.repo or "") and _SHA.match(record.sha or "") else None),
-        "preview": render_markdown(str(record.extra.get("policy_preview_markdown") or ""),
+        "preview": render_markdown(str(extra.get("policy_preview_markdown") or ""),
                                    drop_heading="Policy change preview")
-        if isinstance(record.extra, dict) and record.extra.get("policy_preview_markdown") else None,
+        if extra.get("policy_preview_markdown") else None,
         "raw_facts": json.dumps(facts, indent=2, sort_keys=True, default=str),
     }
 
@@ -169,84 +182,130 @@ def _web_base(platform: str, api_url: str) -> str | None:
     return None
 
 
-def _reason(raw: dict[str, Any]) -> dict[str, str]:
-    return {"code": str(raw.get("code") or ""), "outcome": str(raw.get("outcome") or "error"),
-            "message": str(raw.get("message") or ""), "unblock": str(raw.get("unblock") or "")}
+def _reason(raw: dict[str, Any]) -> dict[str, Any]:
+    data = raw.get("data")
+    data = data if isinstance(data, dict) else {}
+    code = str(raw.get("code") or "")
+    return {"code": code, "outcome": str(raw.get("outcome") or "error"),
+            "message": str(raw.get("message") or ""), "unblock": str(raw.get("unblock") or ""),
+            "data": data, "detail": _detail(code, data)}
+
+
+def _detail(code: str, data: dict[str, Any]) -> str:
+    """Who and what a chain finding rests on, from its data (the message says it for humans)."""
+    if code == "chain-push" and data.get("pusher"):
+        return f"pushed by {data['pusher']} to {data.get('ref') or '?'} at {_short(data.get('sha'))}"
+    if code.startswith("chain-") and data.get("actor"):
+        kind = f" ({data['actor_kind']})" if data.get("actor_kind") else ""
+        parts = [f"by {data['actor']}{kind}", str(data.get("subject") or ""), str(data.get("at") or "")]
+        return " · ".join(p for p in parts if p)
+    return ""
 
 
 def _short(sha: Any) -> str:
     return str(sha or "")[:7]
 
 
-def _mentions(text: str, path: str) -> bool:
-    """Whether a reason's message names this path (as a whole path, not part of a longer one)."""
-    return bool(path) and re.search(r"(?<![\w./-])" + re.escape(path) + r"(?![\w./-])", text) is not None
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-_APPROVED_BY = re.compile(r"pproved by (.+?) \(\d+/\d+ required\)")
-_QUALIFYING = re.compile(r"\b\d+/\d+ qualifying approvals? of ")
+def _strings(value: Any) -> list[str]:
+    return [str(x) for x in value if isinstance(x, str | int)] if isinstance(value, list | tuple) else []
 
 
-def pull_request_view(facts: dict[str, Any], reasons: list[dict[str, str]], web: str | None) -> dict[str, Any] | None:
-    """A pull request's facts (`asdict(PullRequestFacts)`) as a reviewer reads them; None for other subjects."""
+def sensitive_paths(reasons: list[dict[str, Any]]) -> list[str]:
+    """Every sensitive changed path the verdict rests on, from the `sensitive-paths` reasons' data."""
+    found: dict[str, None] = {}
+    for r in reasons:
+        if r["code"] == "sensitive-paths":
+            found.update(dict.fromkeys(_strings(r["data"].get("paths"))))
+    return list(found)
+
+
+def approvals_view(verdict: dict[str, Any], reasons: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each approval requirement and each reviewer the decision judged: counted ones (the verdict's
+    `approvals` and each requirement's `approvers`), ones that did not count and why, change requests."""
+    requirements = []
+    for r in reasons:
+        data = r["data"]
+        if "needed" not in data or "approvers" not in data:
+            continue  # `sensitive-paths` has `needed` too, but is not a requirement of its own
+        rule = r["code"][len("rule:"):] if r["code"].startswith("rule:") else ""
+        approvers = _strings(data.get("approvers"))
+        requirements.append({"rule": rule, "needed": _int(data.get("needed")), "approvers": approvers,
+                             "lowered": {a.lower() for a in approvers},
+                             "from": _strings(data.get("approvers_from")), "met": r["outcome"] == "success",
+                             "outcome": r["outcome"]})
+    counted: dict[str, str] = {}  # lower-cased login -> as recorded
+    for login in _strings(verdict.get("approvals")) + [a for req in requirements for a in req["approvers"]]:
+        counted.setdefault(login.lower(), login)
+    rows: list[dict[str, Any]] = []
+    for key, login in counted.items():
+        towards = [f"rule {req['rule']}" if req["rule"] else "the approval requirement"
+                   for req in requirements if key in req["lowered"]]
+        note = ("counts towards " + ", ".join(towards) if towards
+                else "a qualifying approval; no requirement here asks for this reviewer" if requirements
+                else "a qualifying approval")
+        rows.append({"login": login, "state": "approved", "counts": True, "note": note, "commit": "", "at": ""})
+    for r in reasons:
+        data = r["data"]
+        if r["code"] == "approval-not-counted" and data.get("reviewer"):
+            rows.append({"login": str(data["reviewer"]),
+                         "state": str(data.get("state") or "APPROVED").replace("_", " ").lower(),
+                         "counts": False, "note": str(data.get("why_not") or ""), "commit": _short(data.get("commit")),
+                         "at": str(data.get("submitted_at") or "")})
+        elif r["code"] == "changes-requested" and data.get("reviewer"):
+            rows.append({"login": str(data["reviewer"]), "state": "changes requested", "counts": None,
+                         "note": "holds the pull request until they approve the current head", "commit": "",
+                         "at": ""})
+    for req in requirements:
+        del req["lowered"]
+    return {"requirements": requirements, "rows": rows}
+
+
+def pull_request_view(facts: dict[str, Any], sensitive: list[str], web: str | None) -> dict[str, Any] | None:
+    """A pull request's facts (`asdict(PullRequestFacts)`, files bounded) as a reviewer reads them; None
+    for other subjects. `sensitive` is every sensitive path the verdict rests on: each is listed, even
+    beyond the files shown or stored."""
     if not isinstance(facts.get("author"), dict) or "head_sha" not in facts or "base_ref" not in facts:
         return None
-    messages = [r["message"] for r in reasons]
     author = facts["author"]
     head_sha = str(facts.get("head_sha") or "")
 
-    files: list[dict[str, Any]] = []
+    marked = set(sensitive)
+    stored: list[dict[str, Any]] = []
     for f in facts.get("changed_files") or []:
         if not isinstance(f, dict):
             continue
-        paths = [p for p in (f.get("path"), f.get("previous_path")) if p]
-        flagged = [m for m in messages if any(_mentions(m, str(p)) for p in paths)]
-        files.append({"path": str(f.get("path") or ""), "previous_path": f.get("previous_path"),
-                      "status": str(f.get("status") or ""), "additions": int(f.get("additions") or 0),
-                      "deletions": int(f.get("deletions") or 0), "flagged": bool(flagged),
-                      "why": "; ".join(flagged)})
-    # Whatever a reason names comes first, so a sensitive path is never hidden below the cut.
-    shown = sorted(files, key=lambda f: not f["flagged"])[:FILES_SHOWN]
+        path, previous = str(f.get("path") or ""), f.get("previous_path")
+        hits = [p for p in (path, previous) if p and p in marked]
+        stored.append({"path": path, "previous_path": str(previous) if previous else None,
+                       "status": str(f.get("status") or ""), "additions": _int(f.get("additions")),
+                       "deletions": _int(f.get("deletions")), "flagged": bool(hits),
+                       "why": "sensitive path: " + ", ".join(hits) if hits else ""})
+    covered = {p for f in stored for p in (f["path"], f["previous_path"]) if p}
+    # Sensitive paths past the stored files (a record keeps the first few hundred) are listed all the same.
+    unlisted = [{"path": p, "previous_path": None, "status": "", "additions": 0, "deletions": 0, "flagged": True,
+                 "why": "sensitive path (past the files this record keeps)"} for p in sensitive if p not in covered]
+    flagged = [f for f in stored if f["flagged"]] + unlisted
+    others = [f for f in stored if not f["flagged"]]
+    shown = flagged + others[: max(0, FILES_SHOWN - len(flagged))]
+    total = facts.get("changed_files_total")
+    total = total if isinstance(total, int) and not isinstance(total, bool) and total >= len(stored) \
+        else len(stored) + len(unlisted)
 
-    counted: set[str] = set()
-    for m in messages:
-        for match in _APPROVED_BY.finditer(m):
-            counted.update(login.strip().lower() for login in match.group(1).split(","))
-    not_counted: dict[str, str] = {}
-    for r in reasons:
-        if r["code"] == "approval-not-counted" and r["message"].startswith("Approval not counted: "):
-            why = r["message"][len("Approval not counted: "):]
-            not_counted.setdefault(why.split(" ", 1)[0].lower(), why)
-    # The decision reads each standing approval whenever approvals are required: one it does not count
-    # gets an `approval-not-counted` reason, so any other one counted.
-    approvals_read = any(r["code"] == "approval-not-counted" or _APPROVED_BY.search(r["message"])
-                         or _QUALIFYING.search(r["message"]) for r in reasons)
-    raw_reviews = [rev for rev in facts.get("reviews") or []
-                   if isinstance(rev, dict) and isinstance(rev.get("reviewer"), dict)]
-    standing: dict[str, int] = {}  # each reviewer's last decisive review, as the decision reads them
-    for i, rev in enumerate(raw_reviews):
-        if rev.get("state") in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
-            standing[str(rev["reviewer"].get("login") or "").lower()] = i
     reviews = []
-    for i, rev in enumerate(raw_reviews):
+    for rev in facts.get("reviews") or []:
+        if not isinstance(rev, dict) or not isinstance(rev.get("reviewer"), dict):
+            continue
         who = rev["reviewer"]
-        login = str(who.get("login") or "")
-        state = str(rev.get("state") or "")
-        counts: bool | None = None
-        note = ""
-        if state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED") and standing.get(login.lower()) != i:
-            note = "superseded by a later review"
-        elif state == "APPROVED" and login.lower() in not_counted:
-            counts, note = False, not_counted[login.lower()]
-        elif state == "APPROVED" and (login.lower() in counted or approvals_read):
-            counts, note = True, "a qualifying approval"
-        elif state == "CHANGES_REQUESTED" and f"{login} requested changes" in messages:
-            note = "holds the pull request until they approve"
-        reviews.append({"login": login, "kind": str(who.get("kind") or ""), "state": state,
-                        "state_words": state.replace("_", " ").lower(), "sha": str(rev.get("commit_sha") or ""),
+        reviews.append({"login": str(who.get("login") or ""), "kind": str(who.get("kind") or ""),
+                        "state_words": str(rev.get("state") or "").replace("_", " ").lower(),
+                        "sha": str(rev.get("commit_sha") or ""),
                         "on_head": bool(head_sha) and rev.get("commit_sha") == head_sha,
-                        "permission": str(rev.get("permission") or ""), "submitted_at": rev.get("submitted_at") or "",
-                        "counts": counts, "note": note})
+                        "permission": str(rev.get("permission") or ""),
+                        "submitted_at": str(rev.get("submitted_at") or "")})
 
     repo = str(facts.get("repo") or "")
     head_repo = facts.get("head_repo")
@@ -265,10 +324,10 @@ def pull_request_view(facts: dict[str, Any], reasons: list[dict[str, str]], web:
         "head_label": f"{head_repo}:{facts.get('head_ref')}" if fork else str(facts.get("head_ref") or ""),
         "fork": fork, "default_branch": str(facts.get("default_branch") or ""),
         "head_sha": head_sha, "base_sha": str(facts.get("base_sha") or ""),
-        "files": shown, "files_total": len(files), "files_more": len(files) - len(shown),
-        "files_complete": facts.get("changed_files_complete", True) is not False,
-        "files_flagged": sum(1 for f in files if f["flagged"]),
-        "additions": sum(f["additions"] for f in files), "deletions": sum(f["deletions"] for f in files),
+        "files": shown, "files_total": total, "files_more": max(0, total - len(shown)),
+        "files_stored": len(stored), "files_complete": facts.get("changed_files_complete", True) is not False,
+        "files_flagged": len(sensitive),
+        "additions": sum(f["additions"] for f in stored), "deletions": sum(f["deletions"] for f in stored),
         "reviews": reviews,
         "requesters": [str(x) for x in facts.get("requesters") or []],
         "labels": [str(x) for x in facts.get("labels") or []],

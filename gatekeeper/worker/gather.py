@@ -26,7 +26,7 @@ from gatekeeper.core.facts import (
     User,
 )
 from gatekeeper.core.facts import Commit as CommitFact
-from gatekeeper.core.identity import classify
+from gatekeeper.core.identity import bare, classify
 from gatekeeper.forges.port import Commit, FileTooLarge, Forge, ForgeError, IssueEvent, PullRequest
 from gatekeeper.policy import DEFAULT_POLICY, POLICY_PATH, InvalidPolicy, Policy, load_policy
 from gatekeeper.policy.load import org_refs
@@ -331,7 +331,7 @@ def pull_request_facts(conn: redis.Redis, forge: Forge, pr: PullRequest, policy:
     want_tasks = isinstance(policy, Policy) and policy.task.required
     if with_requesters is None:
         with_requesters = any(r.state == "APPROVED" and not r.reviewer.kind.is_automated for r in reviews)
-    agents = sorted({a.login for a in (author, *(x for c in commit_facts for x in (c.author, c.committer) if x))
+    agents = sorted({bare(a.login) for a in (author, *(x for c in commit_facts for x in (c.author, c.committer) if x))
                      if a.kind.is_automated})
     found_requesters = requesters(conn, forge, pr, who, numbers, commit_list, agents) \
         if with_requesters and isinstance(policy, Policy) and policy.exclude_requesters else ()

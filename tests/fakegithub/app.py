@@ -14,7 +14,7 @@ import jwt
 from flask import Flask, Response, current_app, g, jsonify, request
 
 from . import render
-from .state import ACCESS_LEVELS, AuthKind, Call, FakeState, Repo, Token, iso
+from .state import ACCESS_LEVELS, AuthKind, Call, FakeState, Repo, Token, iso, stable_id
 
 DOCS = "https://docs.github.com/rest"
 SUPPORTED_API_VERSIONS = ("2022-11-28", "2026-03-10")
@@ -373,9 +373,9 @@ def get_branch(branch: str) -> dict[str, Any]:
        (("pull_requests", "contents"), "read"))
 def list_pulls_for_commit(commit_sha: str) -> Any:
     # GitHub: "Lists the merged pull request that introduced the commit to the repository. If the
-    # commit is not present in the default branch, will only return open pull requests associated
-    # with the commit." A merged PR introduced its merge commit (``merge_commit_sha``) and the commits
-    # it carried; a closed, unmerged PR introduced nothing and is no longer listed.
+    # commit is not present in the default branch, it will return merged and open pull requests
+    # associated with the commit." A merged PR introduced its merge commit (``merge_commit_sha``) and
+    # carries its commits; a closed, unmerged PR is not listed.
     repo = g.repo
 
     def carries(n: int, p: dict[str, Any]) -> bool:
@@ -386,6 +386,26 @@ def list_pulls_for_commit(commit_sha: str) -> Any:
            or (p.get("state", "open") == "open" and carries(n, p))]
     page, headers = paginate(prs)
     return [render.pull(_state(), g.base, repo, p, simple=True) for p in page], headers
+
+
+@route("GET", "/repos/{owner}/{repo}/git/ref/{ref}", 200, (("contents",), "read"))
+def get_git_ref(ref: str) -> dict[str, Any]:
+    # GitHub: "The :ref in the URL must be formatted as heads/<branch name> for branches and
+    # tags/<tag name> for tags. If the :ref doesn't match an existing ref, a 404 is returned."
+    repo = g.repo
+    kind, _, name = ref.partition("/")
+    sha: str | None = None
+    if kind == "heads" and name:
+        sha = repo.branches.get(name) or repo.resolve_ref(name)
+        sha = None if sha == name else sha  # a sha is not a branch name
+    elif kind == "tags" and name:
+        sha = repo.tags.get(name)
+    if sha is None:
+        raise not_found()
+    api = f"{g.base}/repos/{repo.full_name}"
+    return {"ref": f"refs/{ref}", "node_id": render.node_id("Ref", stable_id(f"{repo.full_name}:{ref}")),
+            "url": f"{api}/git/refs/{ref}",
+            "object": {"type": "commit", "sha": sha, "url": f"{api}/git/commits/{sha}"}}
 
 
 # -- routes: contents and collaborators ------------------------------------------------------------

@@ -121,6 +121,7 @@ class Repo:
     protection_rule_callbacks: list[dict[str, Any]] = field(default_factory=list)
     extra_shas: set[str] = field(default_factory=set)  # commits that exist outside any PR
     branches: dict[str, str] = field(default_factory=dict)  # branch -> head sha, beyond PR heads/bases
+    tags: dict[str, str] = field(default_factory=dict)  # tag name -> the commit it points at
 
     @property
     def owner(self) -> str:
@@ -138,7 +139,7 @@ class Repo:
 
     def known_shas(self) -> set[str]:
         """Commits GitHub would know about: PR heads/bases, PR commits, runs, content refs."""
-        shas = set(self.extra_shas) | set(self.branches.values())
+        shas = set(self.extra_shas) | set(self.branches.values()) | set(self.tags.values())
         for pr in self.pulls.values():
             shas.update(pr.get(side, {}).get("sha", "") for side in ("head", "base"))
             shas.add(pr.get("merge_commit_sha") or "")  # a merged PR's merge commit exists too
