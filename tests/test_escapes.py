@@ -267,10 +267,10 @@ def test_bot_merging_the_pending_pr_is_flagged_although_another_pr_passed_its_he
 # -- 2. an edited comment is not backdated -----------------------------------------------------------------
 
 def _approved_by_maintainer(state: FakeState, gate: Agentgate, pr: dict[str, Any], approved_at: str) -> None:
-    """maintainer approved the head at `approved_at`; its evaluation is queued (the caller runs the worker
-    and checks with `_started_approved` that the PR passed before what follows)."""
+    """maintainer approved the head at `approved_at` and the PR was evaluated (the caller checks with
+    `_started_approved` that it passed before what follows)."""
     state.add_review(REPO, 7, "maintainer", "APPROVED", submitted_at=approved_at)
-    deliver_pr(gate, pr)
+    evaluate(gate, pr)
 
 
 def _started_approved(state: FakeState) -> None:
@@ -582,3 +582,45 @@ def test_details_page_shows_every_sensitive_path(world):
     record = requests.get(target, params={"format": "json"}, timeout=10).json()
     decided = json.dumps({k: v for k, v in record.items() if k != "facts"})
     assert [p for p in workflows if p not in decided] == [], "sensitive paths the decision does not name"
+
+
+# -- found while closing these: identities borrowed, judgements rewritten -----------------------------------
+
+def test_agent_pushing_commits_under_a_humans_name_is_an_agents_change(world):
+    """Rule: who pushed is part of who made the change. A human opens a PR into main; an agent pushes a
+    commit whose author and committer name that human (git lets anyone write any name): the push's sender
+    is the agent, so the PR is governed as an agent's change and waits for another human's approval."""
+    state, gate, _ = world
+    pr = state.add_pull(REPO, 9, user="octocat", head_sha="9" * 40, head_ref="octocat/fix", base_ref="main",
+                        title="Fix")
+    state.add_file(REPO, 9, "src/widget.py")
+    state.add_commit(REPO, 9, "9" * 40, message="Fix", author="octocat")
+    evaluate(gate, pr, "opened")
+    assert last_state(state, "9" * 40) == "success"  # a human's PR
+    pushed = "a" * 40
+    state.add_commit(REPO, 9, pushed, message="Tweak", author="octocat")
+    state.repo(REPO).pulls[9]["head"]["sha"] = pushed
+    pr["head"]["sha"] = pushed
+    gate.deliver("pull_request", pr_payload(pr, action="synchronize", sender=AGENT) | {"sender": bot(AGENT)})
+    gate.work()
+    assert last_state(state, pushed) == "pending", \
+        f"an agent's push under a human's name passed as the human's: {states(state, pushed)}"
+
+
+def test_agent_dismissing_a_humans_change_request_is_tampering(world):
+    """Rule: a bot or agent must not rewrite a human's judgement. lead requested changes and maintainer
+    approved; the agent dismisses lead's review: the PR fails (it would otherwise pass on maintainer's
+    approval alone) until a human reviews the head again."""
+    state, gate, pr = world
+    blocking = state.add_review(REPO, 7, "lead", "CHANGES_REQUESTED")
+    state.add_review(REPO, 7, "maintainer", "APPROVED")
+    evaluate(gate, pr)
+    assert last_state(state, HEAD) == "pending"
+    blocking["state"] = "DISMISSED"
+    payload = review_payload(pr, blocking, action="dismissed")
+    payload["review"]["state"] = "dismissed"
+    payload["sender"] = bot(AGENT)
+    gate.deliver("pull_request_review", payload)
+    gate.work()
+    assert last_state(state, HEAD) == "failure", \
+        f"an agent dismissing a human's change request passed the PR: {states(state, HEAD)}"

@@ -57,7 +57,8 @@ def actor_kind(facts: PullRequestFacts) -> ActorKind:
     """The kind a rule's `actor` condition sees: an agent if any agent wrote the change."""
     if facts.author.kind is ActorKind.AGENT or any(
             (c.author is not None and c.author.kind is ActorKind.AGENT)
-            or (c.committer is not None and c.committer.kind is ActorKind.AGENT) for c in facts.commits):
+            or (c.committer is not None and c.committer.kind is ActorKind.AGENT) for c in facts.commits) or any(
+            p.kind is ActorKind.AGENT for p in facts.pushers):
         return ActorKind.AGENT
     return facts.author.kind
 
@@ -329,6 +330,10 @@ def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:
                      or (c.committer and c.committer.kind is ActorKind.AGENT)]
     if agent_commits:
         return True, f"{len(agent_commits)} commit(s) written by an agent, e.g. {agent_commits[0].sha[:7]}"
+    agent_pushers = [p.login for p in facts.pushers if p.kind is ActorKind.AGENT]
+    if agent_pushers:
+        # Commits can name anyone as their author; who pushed them cannot be borrowed.
+        return True, f"Commits pushed by {', '.join(agent_pushers)}, an agent"
     if not facts.commits_complete:
         # Fail closed: commits past the platform's cap could be an agent's.
         return True, "More commits than the platform lists; who wrote them all cannot be checked"

@@ -136,6 +136,9 @@ class PullRequestFacts:
     commits_complete: bool = True  # False when the platform capped the list
     # The human who set the agent on this task (assigned it, mentioned it), when known.
     requesters: tuple[str, ...] = ()
+    # Who pushed to the pull request's branch (as the platform reported each push): commits may name
+    # anyone as their author, the push cannot.
+    pushers: tuple[Actor, ...] = ()
     # Issues referenced as the task; gathered only when the policy asks for task context.
     tasks: tuple[TaskRef, ...] = ()
     tasks_checked: bool = False

@@ -157,6 +157,11 @@ def agent_requesters(platform: str, repo: str, agent: str) -> str:
     return key("agent-requesters", platform, repo, agent.lower())
 
 
+def pushers(platform: str, repo: str, number: int) -> str:
+    """Hash: login -> the account (JSON) of everyone who pushed to a pull request's branch."""
+    return key("pushers", platform, repo, number)
+
+
 def task_pulls(platform: str, repo: str, task: int) -> str:
     return key("task-pulls", platform, repo, task)
 

@@ -253,6 +253,19 @@ def remember_task_pull(conn: redis.Redis, platform: str, repo: str, task: int, p
     pipe.execute()
 
 
+def remember_pusher(conn: redis.Redis, platform: str, repo: str, number: int, pusher: User) -> None:
+    name = keys.pushers(platform, repo, number)
+    pipe = conn.pipeline()
+    pipe.hset(name, pusher.login.lower(), json.dumps(pusher.to_dict()))
+    pipe.expire(name, keys.REQUESTERS_TTL)
+    pipe.execute()
+
+
+def pushers(conn: redis.Redis, platform: str, repo: str, number: int) -> list[User]:
+    found = (User.from_dict(json.loads(v)) for v in conn.hvals(keys.pushers(platform, repo, number)))
+    return [u for u in found if u is not None]
+
+
 def task_pulls(conn: redis.Redis, platform: str, repo: str, task: int) -> list[int]:
     return sorted(int(store_text(n)) for n in conn.smembers(keys.task_pulls(platform, repo, task)))
 
@@ -341,6 +354,7 @@ def pull_request_facts(conn: redis.Redis, forge: Forge, pr: PullRequest, policy:
         state=pr.state, draft=pr.draft, title=pr.title, body=pr.body, labels=pr.labels,
         changed_files=files, changed_files_complete=files_complete, reviews=tuple(reviews), commits=commit_facts,
         commits_complete=commits_complete, requesters=found_requesters,
+        pushers=tuple(who(u) for u in pushers(conn, forge.platform, forge.repo, pr.number)),
         tasks=tasks_for(conn, forge, numbers, who) if want_tasks else (), tasks_checked=want_tasks,
     )
 

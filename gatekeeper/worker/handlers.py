@@ -204,6 +204,39 @@ def _remember_mentions(ctx: Context, number: int, writer: User | None, mentioned
     return Result({"requester": writer.login} if summoned else {})
 
 
+# ---- pushes to a pull request, dismissed reviews -------------------------------------------------------
+
+@handler("pushed")
+def on_pushed(ctx: Context) -> Result:
+    """Remember who pushed to the PR's branch, then evaluate it (no platform call)."""
+    ev = ctx.event
+    if ev.actor is not None:
+        gather.remember_pusher(ctx.conn, ev.platform, ev.repo, ev.subject, ev.actor)
+    return Result({"pusher": ev.actor.login if ev.actor else None}, reevaluate=[ev.subject])
+
+
+@handler("review_dismissed")
+def on_review_dismissed(ctx: Context) -> Result:
+    """A bot or agent dismissing someone else's review (a change request that held the PR) is tampering."""
+    ev = ctx.event
+    author = ev.user("author")
+    if ev.actor is None or author is None or not chains.is_tampering(author.login, ev.actor.login):
+        return Result()
+    if ev.actor.bot and ctx.forge.is_own(ev.actor):
+        return Result()
+    _, _, who = _governing(ctx, ev.subject)
+    dismisser = who(ev.actor)
+    if not dismisser.kind.is_automated:
+        return Result()  # a maintainer dismissing a review is the human in the loop
+    at = now()
+    finding = chains.ChainFinding("tampering", dismisser, f"review {ev.data.get('review_id')}", Reason(
+        "chain-tampering", Outcome.FAILURE,
+        f"{dismisser.login} ({dismisser.kind.value}) dismissed {author.login}'s review",
+        f"{author.login} or another human with write access reviews the current head"))
+    return Result(findings=[(ev.subject, stored(finding, finding_id("dismissed", ev.data.get("review_id")), at))],
+                  reevaluate=[ev.subject])
+
+
 # ---- who set an agent on a task -----------------------------------------------------------------------
 
 @handler("assigned")

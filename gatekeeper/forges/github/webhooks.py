@@ -92,6 +92,10 @@ _PR_ACTIONS = {"opened", "synchronize", "reopened", "ready_for_review", "convert
 def _pull_request(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     pr = payload["pull_request"]
     number = pr.get("number", payload.get("number"))
+    if action == "synchronize" and ctx.sender is not None and isinstance(number, int):
+        # Who pushed is recorded first (commits may name anyone as their author; the push cannot),
+        # then the PR is evaluated.
+        return [ctx.event("pushed", number, head_sha=(pr.get("head") or {}).get("sha"))]
     if action in _PR_ACTIONS:
         return ctx.evaluate(number, f"pull_request.{action}")
     if action in ("labeled", "unlabeled"):
@@ -110,6 +114,10 @@ def _pull_request_review(action: str, payload: dict[str, Any], ctx: _Context) ->
     number = payload["pull_request"].get("number")
     review = payload.get("review") or {}
     events = ctx.evaluate(number, f"pull_request_review.{action}") if action != "edited" else []
+    if action == "dismissed" and isinstance(number, int):
+        # Dismissing someone's review (a change request that blocks) rewrites a human's judgement.
+        events.append(ctx.event("review_dismissed", number, review_id=review.get("id"),
+                                author=_user(review.get("user"))))
     if action in ("submitted", "edited") and isinstance(number, int):
         # Bors and Prow act on review bodies too (`bors r+`, `/lgtm`): judged like comments, an edit
         # included; an edit by anyone but its author is tampering, whatever it now says.
