@@ -158,6 +158,16 @@ def test_api_failure_posts_error_and_retries(worker_runtime, api):
     assert "Could not evaluate" in status["description"]
 
 
+def test_first_read_failing_still_gives_the_delivered_head_a_status(worker_runtime, api):
+    """Even when reading the PR itself fails, the head the delivery named gets `error` (after the last
+    try; `pending` while retrying), never a stale success."""
+    api.get(f"{R}/pulls/7", status=502, json={"message": "Bad Gateway"})
+    with pytest.raises(ForgeError):
+        run(head_sha=gh.HEAD)
+    [status] = posted_statuses(api)
+    assert status["url"].endswith(f"/statuses/{gh.HEAD}") and status["state"] == "error"
+
+
 def test_closed_pr_is_skipped(worker_runtime, api):
     """Closed pull requests are not evaluated."""
     seed(api, pr=gh.pull(state="closed"))

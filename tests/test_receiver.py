@@ -47,7 +47,8 @@ def test_signed_pull_request_is_queued_with_primitive_arguments(client, redis_co
     [job] = queued(redis_conn)
     assert job.func_name == "gatekeeper.worker.jobs.evaluate"
     assert job.kwargs == {"platform": "github", "installation": 42, "repo": "Codertocat/Hello-World",
-                          "number": 2, "trigger": "pull_request.opened", "delivery": "d-1"}
+                          "number": 2, "trigger": "pull_request.opened", "delivery": "d-1",
+                          "head_sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821"}
     assert job.retries_left == 5
 
 

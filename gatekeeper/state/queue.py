@@ -56,7 +56,8 @@ class JobQueue:
                         continue  # an evaluation of this PR is already waiting to start
                     claimed.append(slot)
                     kwargs = evaluation_kwargs(event.platform, event.repo, event.subject, event.installation,
-                                               str(event.data.get("trigger") or event.kind), delivery)
+                                               str(event.data.get("trigger") or event.kind), delivery,
+                                               event.data.get("head_sha"))
                     self._enqueue(EVALUATE_JOB, job_id, kwargs, f"evaluate {event.repo}#{event.subject}")
                 else:
                     self._enqueue(HANDLE_JOB, job_id, {"event": event.to_dict()},
@@ -129,6 +130,9 @@ class JobQueue:
 
 
 def evaluation_kwargs(platform: str, repo: str, number: int, installation: int | None, trigger: str,
-                      delivery: str) -> dict[str, Any]:
-    return {"platform": platform, "repo": repo, "number": number, "installation": installation,
-            "trigger": trigger, "delivery": delivery}
+                      delivery: str, head_sha: str | None = None) -> dict[str, Any]:
+    kwargs = {"platform": platform, "repo": repo, "number": number, "installation": installation,
+              "trigger": trigger, "delivery": delivery}
+    if head_sha:
+        kwargs["head_sha"] = head_sha
+    return kwargs

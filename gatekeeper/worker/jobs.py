@@ -28,13 +28,13 @@ def _retrying() -> bool:
 
 
 def evaluate(*, platform: str, repo: str, number: int, installation: int | None = None, trigger: str = "",
-             delivery: str = "") -> dict[str, Any]:
+             delivery: str = "", head_sha: str | None = None) -> dict[str, Any]:
     rt = current()
     # From here on this job reads fresh state: a delivery arriving now needs an evaluation of its own.
     rt.conn.delete(keys.eval_waiting(platform, repo, number))
     forge = rt.forges(platform, installation, repo, EVALUATE)
     return pipeline.evaluate(rt, forge, number, installation=installation, trigger=trigger, delivery=delivery,
-                             retrying=_retrying())
+                             retrying=_retrying(), head_hint=head_sha)
 
 
 def handle(*, event: dict[str, Any]) -> dict[str, Any]:

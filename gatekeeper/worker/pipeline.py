@@ -59,11 +59,18 @@ def assess(rt: Runtime, forge: Forge, pr: PullRequest, event: str = "pull_reques
 
 
 def evaluate(rt: Runtime, forge: Forge, number: int, *, installation: int | None, trigger: str = "",
-             delivery: str = "", retrying: bool = False) -> dict[str, Any]:
-    """Evaluate one pull request from fresh platform state and act on the verdict."""
+             delivery: str = "", retrying: bool = False, head_hint: str | None = None) -> dict[str, Any]:
+    """Evaluate one pull request from fresh platform state and act on the verdict. `head_hint` is the
+    head the triggering delivery saw: it gets the fail-closed status when even the PR cannot be read."""
     conn, settings = rt.conn, rt.settings
     with conn.lock(keys.pr_lock(forge.platform, forge.repo, number), timeout=keys.LOCK_TTL, blocking_timeout=60):
-        pr = forge.get_pull_request(number)
+        try:
+            pr = forge.get_pull_request(number)
+        except ForgeError as exc:
+            if head_hint:
+                actions.post_unevaluated(conn, forge, settings.status_context, head_hint, str(exc),
+                                         settings.public_url, retrying)
+            raise
         if pr.state != "open":
             return _closed(rt, forge, pr, installation)
         try:

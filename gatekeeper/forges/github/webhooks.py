@@ -41,10 +41,13 @@ class _Context:
                      installation=self.installation, actor=self.sender, subject=int(subject or 0), data=data,
                      default_branch=self.default_branch)
 
-    def evaluate(self, number: Any, trigger: str) -> list[Event]:
+    def evaluate(self, number: Any, trigger: str, head_sha: Any = None) -> list[Event]:
         if not isinstance(number, int):
             return []
-        return [self.event("evaluate", number, trigger=trigger)]
+        # The head the delivery saw: if even the first read of the PR fails, that head still gets a
+        # status (pending while retrying, error after), never a stale success.
+        head = head_sha if isinstance(head_sha, str) else None
+        return [self.event("evaluate", number, trigger=trigger, head_sha=head)]
 
 
 def parser(event: str) -> Callable[[Parser], Parser]:
@@ -97,7 +100,7 @@ def _pull_request(action: str, payload: dict[str, Any], ctx: _Context) -> list[E
         # then the PR is evaluated.
         return [ctx.event("pushed", number, head_sha=(pr.get("head") or {}).get("sha"))]
     if action in _PR_ACTIONS:
-        return ctx.evaluate(number, f"pull_request.{action}")
+        return ctx.evaluate(number, f"pull_request.{action}", (pr.get("head") or {}).get("sha"))
     if action in ("labeled", "unlabeled"):
         # The label handler re-evaluates too: rules read labels, and a bot's trigger label is a chain.
         return [ctx.event("label", number, action=action, label=(payload.get("label") or {}).get("name"),
@@ -113,7 +116,8 @@ def _pull_request_review(action: str, payload: dict[str, Any], ctx: _Context) ->
         return []
     number = payload["pull_request"].get("number")
     review = payload.get("review") or {}
-    events = ctx.evaluate(number, f"pull_request_review.{action}") if action != "edited" else []
+    head = (payload["pull_request"].get("head") or {}).get("sha")
+    events = ctx.evaluate(number, f"pull_request_review.{action}", head) if action != "edited" else []
     if action == "dismissed" and isinstance(number, int):
         # Dismissing someone's review (a change request that blocks) rewrites a human's judgement.
         events.append(ctx.event("review_dismissed", number, review_id=review.get("id"),
