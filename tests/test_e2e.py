@@ -55,9 +55,8 @@ def test_agent_pr_pending_until_a_human_approves_the_head(gate, github):
         ("GET", f"/repos/{REPO}/pulls/7/files"),
         ("GET", f"/repos/{REPO}/pulls/7/reviews"),
         ("GET", f"/repos/{REPO}/pulls/7/commits"),
-        # Other open pull requests at this head: the status on a commit is the worst of their verdicts.
-        # (An agent's PR is never asked "opened through an app?": it is automated either way.)
-        ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),
+        # (An agent's PR is never asked "opened through an app?": it is automated either way; and only a
+        # passing verdict asks which other open PRs share its head, see test_e2e_chains.)
         ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
     ]
     details = requests.get(pending["target_url"], timeout=5)

@@ -97,7 +97,6 @@ AFTER_JUDGING = [
     ("GET", f"/repos/{REPO}/pulls/7"),  # read again under the PR's lock
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
-    ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # other open PRs at this head
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
 ]
 # A first evaluation of PR #7 (approved by maintainer) that a finding fails, with its first comment.
@@ -110,7 +109,6 @@ APPROVED_PR_FLAGGED = [
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
     ("GET", f"/repos/{REPO}/collaborators/maintainer/permission"),
     ("GET", f"/repos/{REPO}/issues/7/timeline"),  # a human approved: did they set the agent on this work?
-    ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # other open PRs at this head
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
     ("GET", f"/repos/{REPO}/issues/7/comments"),
     ("POST", f"/repos/{REPO}/issues/7/comments"),
@@ -121,7 +119,6 @@ EVALUATION = [  # a first evaluation of PR #7 once its policy is cached
     ("GET", f"/repos/{REPO}/pulls/7/files"),
     ("GET", f"/repos/{REPO}/pulls/7/reviews"),
     ("GET", f"/repos/{REPO}/pulls/7/commits"),
-    ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # other open PRs at this head
     ("POST", f"/repos/{REPO}/statuses/{HEAD}"),
 ]
 

@@ -24,9 +24,9 @@ ORG_POLICY_TTL = 300  # an organisation file is not pinned to a commit: re-read 
 COMMIT_FACTS_TTL = DAY  # files and commits of a head SHA never change
 # A branch's head, for reading the policy there: push deliveries keep it current, so a short life only
 # bounds how stale it can be when a delivery is lost.
-BRANCH_HEAD_TTL = 30
+BRANCH_HEAD_TTL = 300
 PERMISSION_TTL = 120  # short: a revoked write permission must stop counting soon
-ISSUE_EVENTS_TTL = 60
+ISSUE_EVENTS_TTL = 600  # deliveries about assignments and task changes forget it at once
 VIA_APP_TTL = 30 * DAY  # who opened a PR through which app is fixed at creation
 APPROVED_HEAD_TTL = 90 * DAY
 PREVIEW_TTL = 30 * DAY
@@ -187,3 +187,39 @@ def dev_sample(repo: str, number: int | str) -> str:
 
 def dev_counter(name: str) -> str:
     return key("dev", name)
+
+
+# -- recovery (worker/recovery.py): nothing lost, nobody hammered
+RATE_LIMIT_MAX_WAIT = DAY  # a reset further away than this is not believed
+REDELIVERY_TTL = 4 * DAY  # GitHub redelivers deliveries of the past three days; asked once each
+KNOWN_REPO_TTL = 30 * DAY  # a repository no delivery named for a month is no longer reconciled
+RECONCILED_TTL = 7 * DAY
+
+
+def rate_limited(platform: str, installation: int | None) -> str:
+    """Set while the platform asked this installation to wait: no job asks it anything before then."""
+    return key("rate-limited", platform, installation)
+
+
+def known_repos(platform: str) -> str:
+    """Sorted set: "installation repo" -> when a delivery last named it (what reconcile covers)."""
+    return key("known-repos", platform)
+
+
+def redelivery_asked(platform: str, guid: str) -> str:
+    return key("redelivery-asked", platform, guid)
+
+
+def deliveries_scanned(platform: str) -> str:
+    """How far back the last scan of the platform's delivery log had to read (its newest entry)."""
+    return key("deliveries-scanned", platform)
+
+
+def reconciled(platform: str, repo: str, number: int) -> str:
+    """What the last reconcile saw of a PR (its last change and status), so one change is re-judged once."""
+    return key("reconciled", platform, repo, number)
+
+
+def worker_alive(worker: str) -> str:
+    """A worker process's lease, refreshed by a thread of it: gone a few seconds after the process."""
+    return key("worker-alive", worker)

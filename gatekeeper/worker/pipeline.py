@@ -118,18 +118,22 @@ def _post_head_status(rt: Runtime, forge: Forge, pr: PullRequest, verdict: Verdi
     conn, settings = rt.conn, rt.settings
     mine = actions.HeadVerdict(pr.number, verdict.outcome.value, verdict.description(), target)
     actions.record_head_verdict(conn, forge, pr.head_sha, mine)
-    sharing = [p for p in forge.pulls_for_commit(pr.head_sha)
-               if p.number != pr.number and p.state == "open" and p.head_sha == pr.head_sha]
     known = actions.head_verdicts(conn, forge, pr.head_sha)
+    # Only a passing verdict needs to ask the platform which other PRs share the head: a PR agentgate
+    # never judged (its delivery lost) must not be shown green by this one. A verdict that does not pass
+    # cannot make the head look better than it is; the PRs already judged are in `known`.
+    sharing = [p.number for p in forge.pulls_for_commit(pr.head_sha)
+               if p.number != pr.number and p.state == "open" and p.head_sha == pr.head_sha] \
+        if verdict.outcome is Outcome.SUCCESS else [n for n in known if n != pr.number]
     others = []
-    for other in sharing:
-        if other.number in known:
-            others.append(known[other.number])
+    for number in sharing:
+        if number in known:
+            others.append(known[number])
         else:
-            others.append(actions.HeadVerdict(other.number, Outcome.PENDING.value,
+            others.append(actions.HeadVerdict(number, Outcome.PENDING.value,
                                               "Not evaluated yet; agentgate is evaluating it", target))
-            rt.queue.enqueue_evaluation(forge.platform, forge.repo, other.number, installation,
-                                        "shared-head", f"shared-{pr.head_sha[:12]}-{other.number}")
+            rt.queue.enqueue_evaluation(forge.platform, forge.repo, number, installation, "shared-head",
+                                        f"shared-{pr.head_sha[:12]}-{number}")
     shown = actions.combined(mine, others)
     return actions.post_status(conn, forge, pr.head_sha, shown.outcome, shown.description, shown.target,
                                settings.status_context)
