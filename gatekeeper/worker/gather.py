@@ -211,13 +211,17 @@ def task_numbers(body: str) -> list[int]:
     return list(dict.fromkeys(int(n) for n in _CLOSING_REF.findall(body or "")))[:MAX_TASKS]
 
 
+def _add(conn: redis.Redis, name: str, member: str | int, ttl: int) -> None:
+    """Add to a set that lives `ttl` seconds after its last addition."""
+    pipe = conn.pipeline()
+    pipe.sadd(name, member)
+    pipe.expire(name, ttl)
+    pipe.execute()
+
+
 def remember_requester(conn: redis.Redis, platform: str, repo: str, number: int, login: str) -> None:
     """Record the human who set an agent on an issue or PR (assigned it, mentioned it)."""
-    name = keys.requesters(platform, repo, number)
-    pipe = conn.pipeline()
-    pipe.sadd(name, login)
-    pipe.expire(name, keys.REQUESTERS_TTL)
-    pipe.execute()
+    _add(conn, keys.requesters(platform, repo, number), login, keys.REQUESTERS_TTL)
 
 
 def remember_agent_requester(conn: redis.Redis, platform: str, repo: str, agent: str, task: int, login: str) -> None:
@@ -246,11 +250,7 @@ def agents_with_requesters(conn: redis.Redis, platform: str, repo: str) -> list[
 
 def remember_task_pull(conn: redis.Redis, platform: str, repo: str, task: int, pull: int) -> None:
     """Index PRs by the issues they resolve, so a change to the task re-evaluates them."""
-    name = keys.task_pulls(platform, repo, task)
-    pipe = conn.pipeline()
-    pipe.sadd(name, pull)
-    pipe.expire(name, keys.TASK_PULLS_TTL)
-    pipe.execute()
+    _add(conn, keys.task_pulls(platform, repo, task), pull, keys.TASK_PULLS_TTL)
 
 
 def remember_pusher(conn: redis.Redis, platform: str, repo: str, number: int, pusher: User) -> None:
