@@ -8,6 +8,25 @@ from dataclasses import dataclass, field
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+PERIODIC_JOBS = ("redeliver", "reconcile", "recover")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    return max(1, int(raw)) if raw else default
+
+
+def _periodic(raw: str | None) -> tuple[str, ...]:
+    value = (raw or "").strip().lower()
+    if value in ("", "on", "1", "true", "yes", "all"):
+        return PERIODIC_JOBS
+    if value in ("off", "0", "false", "no", "none"):
+        return ()
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = set(names) - set(PERIODIC_JOBS)
+    if unknown:
+        raise ValueError(f"AGENTGATE_PERIODIC_JOBS: unknown job(s) {sorted(unknown)}; known: {PERIODIC_JOBS}")
+    return names
 
 
 def _split_secrets(raw: str | None) -> tuple[str, ...]:
@@ -33,6 +52,22 @@ class Settings:
     check_runs: bool = False
     # Dev mode records the actions it would take instead of calling the platform.
     dry_run: bool = False
+    # ---- faults and recovery (docs/redis-and-recovery.md)
+    github_timeout: int = 15  # seconds per GitHub request
+    # Backoff between a failed job's retries (seconds); empty: the queue's own (5, 20, 60, 180, 600 s).
+    retry_intervals: tuple[int, ...] = ()
+    # The periodic jobs `agentgate worker` (not --burst) keeps going: redeliver failed deliveries,
+    # reconcile open PRs, recover jobs of dead workers (AGENTGATE_PERIODIC_JOBS: a list, or "off").
+    periodic_jobs: tuple[str, ...] = PERIODIC_JOBS
+    redeliver_interval: int = 300
+    reconcile_interval: int = 600
+    recover_interval: int = 30
+    reconcile_max_prs: int = 100  # status reads per reconcile run, over every repository
+    reconcile_max_evaluations: int = 25  # evaluations one reconcile run may queue
+    # A worker's lease: a worker silent this long is dead and its job runs again elsewhere.
+    worker_lease: int = 30
+    # How often a worker runs RQ's maintenance (and takes over the scheduler of a dead worker).
+    worker_maintenance_interval: int = 60
 
     @property
     def has_github_credentials(self) -> bool:
@@ -68,4 +103,15 @@ class Settings:
             status_context=env.get("AGENTGATE_STATUS_CONTEXT") or "agentgate",
             web_workers=max(1, workers),
             check_runs=(env.get("AGENTGATE_CHECK_RUNS") or "").strip().lower() in ("1", "true", "yes", "on"),
+            github_timeout=_seconds(env, "AGENTGATE_GITHUB_TIMEOUT", 15),
+            retry_intervals=tuple(max(0, int(x)) for x in (env.get("AGENTGATE_RETRY_INTERVALS") or "").split(",")
+                                  if x.strip()),
+            periodic_jobs=_periodic(env.get("AGENTGATE_PERIODIC_JOBS")),
+            redeliver_interval=_seconds(env, "AGENTGATE_REDELIVER_INTERVAL", 300),
+            reconcile_interval=_seconds(env, "AGENTGATE_RECONCILE_INTERVAL", 600),
+            recover_interval=_seconds(env, "AGENTGATE_RECOVER_INTERVAL", 30),
+            reconcile_max_prs=_seconds(env, "AGENTGATE_RECONCILE_MAX_PRS", 100),
+            reconcile_max_evaluations=_seconds(env, "AGENTGATE_RECONCILE_MAX_EVALUATIONS", 25),
+            worker_lease=_seconds(env, "AGENTGATE_WORKER_LEASE", 30),
+            worker_maintenance_interval=_seconds(env, "AGENTGATE_WORKER_MAINTENANCE_INTERVAL", 60),
         )

@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,75 @@ def agentgate_bin() -> str:
     return found or "agentgate"
 
 
+PERIODIC_PREFIX = "agentgate-periodic-"  # gatekeeper.worker.recovery's periodic jobs
+
+
+@dataclass
+class Worker:
+    """A long-running `agentgate worker` process (with RQ's scheduler, leases and periodic jobs)."""
+
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def children(self) -> list[int]:
+        """Processes it forked (RQ's scheduler), read from /proc: they outlive a SIGKILL of the worker."""
+        try:
+            return [int(p) for p in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        """Warm shutdown (SIGTERM: the current job finishes), bounded; SIGKILL if it hangs."""
+        if self.process.poll() is None:
+            forked = self.children()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                for pid in forked:  # its scheduler would outlive it
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
 @dataclass
 class Agentgate:
     url: str
     env: dict[str, str]
     fake: FakeGitHub
+    tmp_path: Path | None = None
+    workers: list[Worker] = field(default_factory=list)
+    redis_url: str = E2E_REDIS_URL
 
-    def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None) -> requests.Response:
+    def worker(self, **env: str) -> Worker:
+        """Start `agentgate worker` (not burst) with extra settings; stopped when the gate stops."""
+        log_dir = self.tmp_path or Path("/tmp")
+        log_path = log_dir / f"worker-{len(self.workers)}-{uuid.uuid4().hex[:6]}.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen([agentgate_bin(), "worker"], env=self.env | env, stdout=log,
+                                       stderr=subprocess.STDOUT, text=True)
+        worker = Worker(process, log_path)
+        self.workers.append(worker)
+        return worker
+
+    def send(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Deliver the way GitHub does: the fake sends it and logs the attempt in its delivery log."""
+        return self.fake.state.send_webhook(event, payload)
+
+    def deliver(self, event: str, payload: dict[str, Any], delivery: str | None = None,
+                session: requests.Session | None = None) -> requests.Response:
         body = json.dumps(payload).encode()
-        return requests.post(f"{self.url}/webhooks/github", data=body, timeout=10, headers={
+        return (session or requests).post(f"{self.url}/webhooks/github", data=body, timeout=10, headers={
             "X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
             "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})
 
@@ -61,10 +122,10 @@ class Agentgate:
         done = subprocess.run([agentgate_bin(), "worker", "--burst"], env=self.env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
-        conn = redis.Redis.from_url(E2E_REDIS_URL)
+        conn = redis.Redis.from_url(self.redis_url)
         failed = FailedJobRegistry("agentgate", connection=conn)
         scheduled = ScheduledJobRegistry("agentgate", connection=conn)
-        waiting = [] if allow_scheduled else scheduled.get_job_ids()
+        waiting = [] if allow_scheduled else [j for j in scheduled.get_job_ids() if not j.startswith(PERIODIC_PREFIX)]
         problems = [Job.fetch(job_id, connection=conn) for job_id in failed.get_job_ids() + waiting]
         assert not problems, f"jobs failed: {[job.id for job in problems]}\n{done.stderr[-4000:]}"
         return done
@@ -75,11 +136,13 @@ class Agentgate:
 
 @contextmanager
 def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path, *, app_credentials: bool = True,
-                      fresh_redis: bool = True) -> Iterator[Agentgate]:
+                      fresh_redis: bool = True, redis_url: str = E2E_REDIS_URL,
+                      extra_env: dict[str, str] | None = None) -> Iterator[Agentgate]:
     """`agentgate serve` against the fake. `app_credentials=False` starts it without the App id and
     key (a web process that was given only the webhook secret); `fresh_redis=False` shares whatever
-    another running agentgate keeps in the E2E Redis instead of flushing it on start and stop."""
-    conn = redis.Redis.from_url(E2E_REDIS_URL)
+    another running agentgate keeps in the E2E Redis instead of flushing it on start and stop. The
+    fake's webhook points at it (`Agentgate.send`); workers started with `Agentgate.worker` stop with it."""
+    conn = redis.Redis.from_url(redis_url)
     if fresh_redis:
         conn.flushdb()
     key_file = tmp_path / "app.pem"
@@ -90,21 +153,25 @@ def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path, *,
         "AGENTGATE_GITHUB_PRIVATE_KEY_PATH": str(key_file),
     } if app_credentials else {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | credentials | {
-        "AGENTGATE_REDIS_URL": E2E_REDIS_URL,
+        "AGENTGATE_REDIS_URL": redis_url,
         "AGENTGATE_GITHUB_WEBHOOK_SECRET": f"old-secret,{SECRET}",
         "AGENTGATE_GITHUB_API_URL": fake.url,
         "AGENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "AGENTGATE_WEB_WORKERS": "2",
-    }
+    } | (extra_env or {})
     log_path = tmp_path / f"serve-{port}.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([agentgate_bin(), "serve", "--port", str(port)], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
+    gate = Agentgate(url, env, fake, tmp_path, redis_url=redis_url)
+    fake.state.hook_url, fake.state.hook_secret = f"{url}/webhooks/github", SECRET
     try:
         _wait_ready(url, server, log_path)
-        yield Agentgate(url, env, fake)
+        yield gate
     finally:
+        for worker in gate.workers:
+            worker.stop()
         server.terminate()
         try:
             server.wait(timeout=15)

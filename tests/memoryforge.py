@@ -6,7 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from gatekeeper.core.facts import ChangedFile, User
-from gatekeeper.forges.port import Commit, Issue, IssueEvent, PullRequest, Review, WorkflowRun
+from gatekeeper.forges.port import (
+    Commit,
+    CommitStatus,
+    Event,
+    Issue,
+    IssueEvent,
+    PullActivity,
+    PullRequest,
+    Review,
+    WorkflowRun,
+)
 
 
 @dataclass
@@ -24,6 +34,8 @@ class MemoryForge:
     comments: dict[int, str] = field(default_factory=dict)
     removed_labels: list[tuple[int, str]] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
+    updated: dict[int, str] = field(default_factory=dict)  # PR number -> when it last changed
+    status_times: dict[str, str] = field(default_factory=dict)  # head -> when its newest status was posted
 
     def add_pull(self, number: int, author: User, head: str, files: list[str], base_ref: str = "main") -> PullRequest:
         pr = PullRequest(number, "open", False, "Change", "", author, head, f"agent/{number}", self.repo, base_ref,
@@ -87,6 +99,9 @@ class MemoryForge:
     def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
         return None
 
+    def resolve_event(self, event: Event) -> Event:
+        return event
+
     def is_own(self, user: User) -> bool:
         return user.login == "agentgate[bot]"
 
@@ -110,3 +125,14 @@ class MemoryForge:
 
     def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None:
         pass
+
+    # ---- recovery: a PR changed at `updated[number]`; statuses are the newest posted per head
+    def list_open_pull_activity(self, limit: int) -> list[PullActivity]:
+        return [PullActivity(p.number, p.head_sha, self.updated.get(p.number, "")) for p in self.list_open_pulls(limit)]
+
+    def latest_status(self, sha: str, context: str) -> CommitStatus | None:
+        posted = [s for s in self.statuses if s[0] == sha]
+        return CommitStatus(posted[-1][1], posted[-1][2], self.status_times.get(sha, ""), own=True) if posted else None
+
+    def rate_budget(self) -> tuple[int, int] | None:
+        return None

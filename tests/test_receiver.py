@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 from rq import Queue
 
 from gatekeeper.settings import Settings
 from gatekeeper.state import store
 from gatekeeper.web import create_app
-from tests.conftest import SECRET, github_fixture, sign
+from tests.conftest import GITHUB_FIXTURES, SECRET, github_fixture, sign
 
 
 @pytest.fixture
@@ -178,21 +177,15 @@ def test_duplicate_delivery_is_processed_once(client, redis_conn):
     assert len(queued(redis_conn)) == 1
 
 
-def test_redis_down_is_503_and_redelivery_is_processed(settings, redis_conn, monkeypatch):
-    """When the queue cannot take the job the answer is 503, and GitHub's redelivery is processed."""
-    app = create_app(settings, redis_conn)
-    client = app.test_client()
-    queue = app.extensions["agentgate"].queue.queue
-
-    def broken(*args, **kwargs):
-        raise redis.ConnectionError("Redis went away")
-
-    monkeypatch.setattr(queue, "enqueue", broken)
+def test_redis_refusing_a_write_is_503_and_redelivery_is_processed(client, redis_conn):
+    """When Redis refuses the job part way (here: the queue key holds the wrong type) the answer is 503
+    and nothing records the delivery, so GitHub's redelivery is processed."""
+    redis_conn.set("rq:queue:agentgate", "not a list")
     resp = post(client, _pr_opened(), delivery="flaky")
-    assert resp.status_code == 503
-    monkeypatch.undo()
+    assert resp.status_code == 503 and resp.json["result"] == "unavailable"
+    redis_conn.delete("rq:queue:agentgate")
     resp = post(client, _pr_opened(), delivery="flaky")
-    assert resp.status_code == 202
+    assert resp.status_code == 202 and resp.json["result"] == "queued"
     assert len(queued(redis_conn)) == 1
 
 
@@ -246,28 +239,57 @@ def test_signed_payload_missing_fields_is_400(client):
 
 
 def test_gitlab_token_is_checked(redis_conn):
-    """GitLab deliveries need the configured X-Gitlab-Token (compared in constant time); then 202."""
+    """GitLab deliveries need the configured X-Gitlab-Token (compared in constant time), then a delivery
+    id (Idempotency-Key, or the event UUID) and an object kind; then 202."""
     client = create_app(Settings(redis_url="x", gitlab_webhook_secret="gl-secret"), redis_conn).test_client()
     url = "/webhooks/gitlab"
     body = json.dumps({"object_kind": "merge_request"})
+    named = {"X-Gitlab-Token": "gl-secret", "Idempotency-Key": "5f0f4c3e-1b2a-4c5d-8e9f-0a1b2c3d4e5f"}
     assert client.post(url, data=body, headers={"X-Gitlab-Event": "Merge Request Hook"}).status_code == 401
     assert client.post(url, data=body, headers={"X-Gitlab-Token": "wrong"}).status_code == 401
     assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secreté"}).status_code == 401
-    assert client.post(url, data="{", headers={"X-Gitlab-Token": "gl-secret"}).status_code == 400
-    assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secret"}).status_code == 202
+    assert client.post(url, data="{", headers=named).status_code == 400
+    assert client.post(url, data=body, headers={"X-Gitlab-Token": "gl-secret"}).status_code == 400  # no id
+    assert client.post(url, data=json.dumps({"object_kind": "Merge Request"}), headers=named).status_code == 400
+    assert client.post(url, data=body, headers=named).status_code == 202
+
+
+def test_gitlab_merge_request_is_queued_once(redis_conn):
+    """A verified GitLab merge request delivery becomes its jobs on the gitlab platform (GitLab's example
+    opens a merge request with a label and an assignee); the same delivery again (same Idempotency-Key)
+    is a duplicate."""
+    client = create_app(Settings(redis_url="x", gitlab_webhook_secret="gl-secret"), redis_conn).test_client()
+    payload = json.loads((GITHUB_FIXTURES.parent / "gitlab" / "merge_request.json").read_text())
+    headers = {"X-Gitlab-Token": "gl-secret", "X-Gitlab-Event": "Merge Request Hook",
+               "Idempotency-Key": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "Content-Type": "application/json"}
+    first = client.post("/webhooks/gitlab", data=json.dumps(payload), headers=headers)
+    assert first.status_code == 202 and first.json["result"] == "queued"
+    jobs = queued(redis_conn)
+    assert [job.func_name.rsplit(".", 1)[1] for job in jobs] == ["evaluate", "handle", "handle"]
+    assert jobs[0].kwargs["platform"] == "gitlab" and jobs[0].kwargs["repo"] == "gitlabhq/gitlab-test"
+    again = client.post("/webhooks/gitlab", data=json.dumps(payload), headers=headers)
+    assert again.status_code == 200 and again.json["result"] == "duplicate"
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'agentgate_webhooks_total{event="merge_request",platform="gitlab",result="queued"} 1.0' in text
 
 
 def test_burst_for_one_pr_coalesces_into_one_waiting_evaluation(client, redis_conn):
     """While an evaluation of a PR waits in the queue, more deliveries about it add no job: the waiting
-    one reads fresh state when it starts. Once it started, the next delivery queues a new one."""
+    one reads fresh state when it starts. Once it started, the next delivery of the same burst is
+    folded into one evaluation at the end of the PR's settle window (tests/test_receiver_settle.py)."""
+    from rq.registry import ScheduledJobRegistry
+    from rq.scheduler import RQScheduler
+
     from gatekeeper.state.keys import eval_waiting as waiting_key
 
+    redis_conn.set(RQScheduler.get_locking_key("agentgate"), "a-worker", ex=60)  # a worker runs the scheduler
     for n in range(3):
         assert post(client, _pr_opened(), delivery=f"burst-{n}").status_code == 202
     assert len(queued(redis_conn)) == 1
     redis_conn.delete(waiting_key("github", "Codertocat/Hello-World", 2))  # what the job does on start
-    post(client, _pr_opened(), delivery="after-start")
-    assert len(queued(redis_conn)) == 2
+    assert post(client, _pr_opened(), delivery="after-start").json["jobs"] == ["github-after-start-0"]
+    assert len(queued(redis_conn)) == 1
+    assert ScheduledJobRegistry("agentgate", connection=redis_conn).get_job_ids() == ["github-after-start-0"]
 
 
 def test_slot_of_a_lost_evaluation_is_taken_over(client, redis_conn):

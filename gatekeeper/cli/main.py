@@ -7,8 +7,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from gatekeeper.settings import Settings
+
+if TYPE_CHECKING:
+    from gatekeeper.worker.runtime import Runtime
 
 DEV_WEBHOOK_SECRET = "agentgate-dev"  # noqa: S105 - only ever used by `agentgate dev` and `replay`
 
@@ -31,23 +35,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from rq import Queue, SimpleWorker
-
-    from gatekeeper.forges.factory import build_runtime
+    from gatekeeper.forges.factory import build_runtime, delivery_logs
     from gatekeeper.state import store
-    from gatekeeper.worker import runtime
+    from gatekeeper.worker import recovery, runtime
 
     _logging(args.verbose)
     settings = Settings.from_env()
     conn = store.connect(settings.redis_url)
-    runtime.configure(build_runtime(settings, conn))
+    rt = build_runtime(settings, conn)
+    runtime.configure(rt)
+    recovery.configure(delivery_logs(settings, conn))
     # Jobs run in this process (no fork per job): compiled policies and imports stay warm from one job
     # to the next. Job timeouts still apply (signals); a supervisor restarts a worker that dies.
     import gatekeeper.worker.jobs  # noqa: F401
 
-    worker = SimpleWorker([Queue(settings.queue_name, connection=conn)], connection=conn)
-    worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
-    return 0
+    return _supervise(rt, burst=args.burst)
+
+
+def _supervise(rt: Runtime, burst: bool) -> int:
+    """Run RQ workers until asked to stop. RQ's worker quits when Redis goes away mid-job; it is replaced
+    as soon as Redis answers again (backing off up to 30 s), so a restarted Redis needs no restarted
+    worker. Each worker holds a lease the `recover` job reads; the periodic jobs are started here, never
+    in burst mode (a burst drains the queue and leaves nothing scheduled)."""
+    import time
+
+    import redis
+    from rq import Queue, SimpleWorker
+
+    from gatekeeper.worker import recovery
+
+    log = logging.getLogger("gatekeeper.worker")
+    settings, conn = rt.settings, rt.conn
+    backoff, failed = 0.5, False
+    while True:
+        worker = SimpleWorker([Queue(settings.queue_name, connection=conn)], connection=conn,
+                              maintenance_interval=settings.worker_maintenance_interval)
+        try:
+            with recovery.Lease(conn, worker.name, settings.worker_lease):
+                if not burst:
+                    recovery.start_periodic(rt)
+                worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+                backoff = 0.5
+        except redis.RedisError as exc:
+            log.warning("Redis is unavailable (%s)", type(exc).__name__)
+            failed = True
+        if burst:
+            return 1 if failed else 0
+        # RQ notes the time of a SIGINT/SIGTERM; any other return means it gave up on Redis.
+        if getattr(worker, "_shutdown_requested_date", None) is not None:
+            return 0
+        while True:
+            try:
+                conn.ping()
+                break
+            except redis.RedisError:
+                log.warning("waiting %.1f s for Redis before starting a new worker", backoff)
+                time.sleep(backoff)  # reconnect backoff, not synchronisation
+                backoff = min(backoff * 2, 30.0)
+        scheduler = getattr(worker, "scheduler", None)
+        if scheduler is not None:
+            try:
+                # Its process stopped with the worker; a persisted lock would keep retries and periodic
+                # jobs unscheduled for a minute.
+                scheduler.release_locks()
+            except redis.RedisError:
+                pass
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

@@ -1,41 +1,54 @@
-"""`agentgate serve`: the web process on gunicorn (threads for I/O-bound webhook bursts)."""
+"""`agentgate serve`: the web processes, on Granian (HTTP in Rust) running the ASGI front of
+gatekeeper/web/app.py.
+
+Chosen by measurement (docs/production.md, `python -m bench.receiver`): with the body read by the
+front before a thread is spent on it, slow senders cannot pin the web tier, and HTTP parsing costs
+little Python time. Limits set here: a client has HEADER_SECONDS to send its headers and (app.py)
+BODY_SECONDS for its body; each process handles at most MAX_REQUESTS requests at once and leaves
+the rest waiting in the listen backlog."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from gunicorn.app.base import BaseApplication
+import os
 
 from gatekeeper.settings import Settings
 
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]):
-        self.settings = settings
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for name, value in self.options.items():
-            self.cfg.set(name, value)
-
-    def load(self) -> Any:
-        from gatekeeper.web import create_app
-
-        # Built in each worker after the fork: every process gets its own Redis connections.
-        return create_app(self.settings)
+HEADER_SECONDS = 5
+MAX_REQUESTS = 256  # per web process: in flight, counting those whose body is still arriving
+BACKLOG = 1024
+STOP_SECONDS = 10  # a web process still busy this long after SIGTERM is killed
 
 
-def run_gunicorn(settings: Settings, host: str, port: int) -> None:
-    _Gunicorn(settings, {
-        "bind": f"{host}:{port}",
-        "workers": settings.web_workers,
-        "worker_class": "gthread",
-        "threads": 8,
-        "timeout": 30,
-        "graceful_timeout": 10,
-        "accesslog": "-",
-        # Webhook bodies are read in full before verification; keep slow senders from pinning threads.
-        "keepalive": 5,
-        "limit_request_field_size": 16384,
-    }).run()
+def run_server(settings: Settings, host: str, port: int) -> None:
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+
+    # Imported once here, before the web processes fork: each starts in milliseconds instead of a
+    # second, so one asked to stop while starting is rarely still starting.
+    import gatekeeper.web.pages
+    import gatekeeper.web.receiver  # noqa: F401
+
+    # Each web process builds its app from the environment (gatekeeper.web.app.serve_front); the
+    # public URL is the one thing `serve` decides from its own arguments.
+    os.environ.setdefault("AGENTGATE_PUBLIC_URL", settings.public_url)
+    Granian(
+        "gatekeeper.web.app:serve_front",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGINL,
+        http=HTTPModes.http1,
+        workers=settings.web_workers,
+        backlog=BACKLOG,
+        backpressure=MAX_REQUESTS,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
+        websockets=False,
+        respawn_failed_workers=True,
+        workers_kill_timeout=STOP_SECONDS,
+        log_access=False,
+    ).serve()
+
+
+# The name gatekeeper/cli/main.py calls (from when `serve` ran gunicorn).
+run_gunicorn = run_server

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis
 
-from gatekeeper.forges.port import Capability, Forge, ForgeError, ForgeFactory
+from gatekeeper.forges.port import Capability, DeliveryLog, DeliveryLogs, Forge, ForgeError, ForgeFactory
 from gatekeeper.settings import Settings
 
 
@@ -19,10 +19,32 @@ def forge_factory(settings: Settings, conn: redis.Redis) -> ForgeFactory:
         if platform == "github":
             from gatekeeper.forges.github.forge import open_github
 
-            return open_github(settings, conn, installation, repo, capabilities)
-        raise ForgeError(f"platform {platform!r} is not supported yet")
+            forge = open_github(settings, conn, installation, repo, capabilities)
+            forge.http_timeout = settings.github_timeout
+            return forge
+        if platform == "gitlab":
+            from gatekeeper.forges.gitlab.forge import open_gitlab
+
+            return open_gitlab(settings, conn, repo, capabilities)
+        raise ForgeError(f"platform {platform!r} is not supported")
 
     return open_forge
+
+
+def delivery_logs(settings: Settings, conn: redis.Redis) -> DeliveryLogs:
+    """Each platform's webhook delivery log, read as the App; None without credentials (dev mode)."""
+
+    def open_log(platform: str) -> DeliveryLog | None:
+        if platform != "github" or settings.dry_run or not settings.has_github_credentials:
+            return None
+        from gatekeeper.forges.github.auth import InstallationTokens
+        from gatekeeper.forges.github.deliveries import GitHubDeliveryLog
+
+        return GitHubDeliveryLog(InstallationTokens(conn, app_id=str(settings.github_app_id),
+                                                    private_key=str(settings.github_private_key),
+                                                    api_url=settings.github_api_url))
+
+    return open_log
 
 
 def build_runtime(settings: Settings, conn: redis.Redis):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from gatekeeper.core.facts import ChangedFile, User
 __all__ = [
     "Capability", "ChangedFile", "Commit", "Event", "FileTooLarge", "Forge", "ForgeError", "ForgeFactory",
     "Issue", "IssueEvent", "PullRequest", "RateLimited", "Review", "User", "WorkflowRun",
+    "CommitStatus", "Delivery", "DeliveryLog", "DeliveryLogs", "PullActivity",
 ]
 
 
@@ -219,6 +220,11 @@ class Forge(Protocol):
 
     def get_workflow_run(self, run_id: int) -> WorkflowRun | None: ...
 
+    def resolve_event(self, event: Event) -> Event:
+        """The event with what its webhook left out about accounts filled in (GitLab's payloads carry no
+        bot flag, its users API does); unchanged where the payload already said it."""
+        ...
+
     def is_own(self, user: User) -> bool:
         """Whether this account is agentgate itself (its comments quote commands; its labels are
         removals it made)."""
@@ -244,9 +250,75 @@ class Forge(Protocol):
 
     def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None: ...
 
+    # ---- recovery (appended): what the reconcile job reads to find PRs a lost delivery left unjudged
+    def list_open_pull_activity(self, limit: int) -> list[PullActivity]:
+        """The most recently updated open pull requests, at most `limit` (one page)."""
+        ...
+
+    def latest_status(self, sha: str, context: str) -> CommitStatus | None:
+        """The newest status of `context` on the commit, None when there is none."""
+        ...
+
+    def rate_budget(self) -> tuple[int, int] | None:
+        """(remaining, limit) of the platform's request budget as its last answer reported, if known:
+        background work stops early rather than spend what evaluations need."""
+        ...
+
 
 class ForgeFactory(Protocol):
     """Opens a forge for one repository with the narrowest credential for `capabilities`."""
 
     def __call__(self, platform: str, installation: int | None, repo: str,
                  capabilities: frozenset[Capability]) -> Forge: ...
+
+
+# ---- recovery: what the worker reads to find pull requests a lost delivery left unjudged
+
+
+@dataclass(frozen=True)
+class PullActivity:
+    """An open pull request's head and when anything on it last changed (the platform's clock)."""
+
+    number: int
+    head_sha: str
+    updated_at: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """The newest status of one context on a commit."""
+
+    state: str
+    description: str
+    created_at: str  # ISO 8601, UTC, the platform's clock
+    own: bool  # posted by agentgate itself (anyone else's counts as no verdict at all)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt of the platform to deliver a webhook, as its delivery log reports it."""
+
+    id: int  # this attempt
+    guid: str  # the delivery (the same for every attempt of it)
+    delivered_at: str
+    ok: bool  # the receiver answered 2xx
+    redelivery: bool
+    event: str
+    status: str = ""
+    status_code: int = 0
+
+
+class DeliveryLog(Protocol):
+    """The platform's log of webhook deliveries to this App, and its redelivery button."""
+
+    def recent(self, since: str, max_pages: int) -> list[Delivery]:
+        """Attempts delivered at or after `since` (ISO 8601), newest first, reading at most `max_pages`."""
+        ...
+
+    def redeliver(self, attempt_id: int) -> None: ...
+
+
+class DeliveryLogs(Protocol):
+    """The delivery log of each platform the worker serves; None where the platform keeps none."""
+
+    def __call__(self, platform: str) -> DeliveryLog | None: ...

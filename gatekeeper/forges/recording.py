@@ -14,7 +14,17 @@ import redis
 from gatekeeper.core.facts import ChangedFile, User
 from gatekeeper.forges.github.client import _commit, _pull_info
 from gatekeeper.forges.github.users import github_user
-from gatekeeper.forges.port import Commit, Issue, IssueEvent, PullRequest, Review, WorkflowRun
+from gatekeeper.forges.port import (
+    Commit,
+    CommitStatus,
+    Event,
+    Issue,
+    IssueEvent,
+    PullActivity,
+    PullRequest,
+    Review,
+    WorkflowRun,
+)
 from gatekeeper.state import keys
 
 MAX_ACTIONS = 200
@@ -126,6 +136,9 @@ class RecordingForge:
     def get_workflow_run(self, run_id: int) -> WorkflowRun | None:
         return None
 
+    def resolve_event(self, event: Event) -> Event:
+        return event
+
     def is_own(self, user: User) -> bool:
         return user.bot and user.login.lower() == "agentgate[bot]"
 
@@ -152,3 +165,18 @@ class RecordingForge:
 
     def review_deployment(self, run_id: int, environment: str, state: str, comment: str) -> None:
         self._record("deployment_review", run_id=run_id, environment=environment, state=state, comment=comment)
+
+    # ---- recovery (appended): samples have no history, so every open sample counts as just changed
+    def list_open_pull_activity(self, limit: int) -> list[PullActivity]:
+        return [PullActivity(p.number, p.head_sha, "") for p in self.list_open_pulls(limit)]
+
+    def latest_status(self, sha: str, context: str) -> CommitStatus | None:
+        for action in recorded_actions(self.conn, MAX_ACTIONS):  # newest first
+            details = action.details
+            if action.kind == "status" and details.get("sha") == sha and details.get("context") == context:
+                return CommitStatus(str(action.details["state"]), str(action.details.get("description") or ""), "",
+                                    own=True)
+        return None
+
+    def rate_budget(self) -> tuple[int, int] | None:
+        return None  # nothing is spent: no platform is called

@@ -5,6 +5,8 @@ and on GitLab are different projects)."""
 
 from __future__ import annotations
 
+import hashlib
+
 KEY_PREFIX = "agentgate:"
 
 DAY = 24 * 3600
@@ -32,6 +34,12 @@ APPROVED_HEAD_TTL = 90 * DAY
 PREVIEW_TTL = 30 * DAY
 PREVIEW_INTERVAL = 300
 COALESCE_TTL = 600  # an evaluation waiting in the queue; bounded in case it is lost
+# The settle window: a burst of deliveries about one pull request (a push brings `synchronize` and
+# `check_suite`, bots label and comment) makes at most one evaluation per SETTLE_WINDOW. A delivery after
+# SETTLE_QUIET without any about the PR is evaluated at once (an approving review flips the verdict in
+# seconds); one that comes sooner, while none waits, is evaluated when the window since the last ends.
+SETTLE_WINDOW = 2.0
+SETTLE_QUIET = 0.5
 LOCK_TTL = 150  # longer than a job may run, so a PR lock never lapses mid-job
 APP_SLUG_TTL = DAY
 
@@ -46,7 +54,13 @@ def delivery(platform: str, delivery_id: str) -> str:
 
 
 def eval_waiting(platform: str, repo: str, number: int) -> str:
+    """The evaluation of a PR that waits to start ("JOB_ID RUN_AT_MS"): deliveries meanwhile add none."""
     return key("eval-waiting", platform, repo, number)
+
+
+def eval_settle(platform: str, repo: str, number: int) -> str:
+    """A PR's settle window ("LAST_DELIVERY_MS NEXT_EVALUATION_MS"), kept while a burst lasts."""
+    return key("eval-settle", platform, repo, number)
 
 
 # -- decisions and what was posted
@@ -220,6 +234,44 @@ def reconciled(platform: str, repo: str, number: int) -> str:
     return key("reconciled", platform, repo, number)
 
 
+WORKER_LEASED_TTL = 7 * DAY
+
+
 def worker_alive(worker: str) -> str:
     """A worker process's lease, refreshed by a thread of it: gone a few seconds after the process."""
     return key("worker-alive", worker)
+
+
+def worker_leased(worker: str) -> str:
+    """Set when a worker starts holding leases: only such a worker's lapsed lease means it died (one
+    that never held any, e.g. an older version during an upgrade, is left to RQ)."""
+    return key("worker-leased", worker)
+
+
+# -- GitLab's caches (its webhooks carry no bot flag; projects are addressed by id)
+GITLAB_USER_BOT_TTL = 7 * DAY  # whether an account is a bot never changes for an account
+GITLAB_PROJECT_TTL = 300  # a project's id and default branch
+GITLAB_SELF_TTL = DAY  # the token's own username
+GITLAB_STATUS_CHECKS_TTL = 300  # a project's external status checks
+GITLAB_EMAIL_TTL = DAY  # the account a commit address belongs to
+
+
+def gitlab_email(address: str) -> str:
+    return key("gitlab", "email", hashlib.sha256(address.lower().encode()).hexdigest()[:24])
+
+
+def gitlab_user_bot(user_id: int) -> str:
+    return key("gitlab", "user-bot", user_id)
+
+
+def gitlab_project(repo: str) -> str:
+    return key("gitlab", "project", repo)
+
+
+def gitlab_self(token: str) -> str:
+    """Keyed by a digest of the token, never the token."""
+    return key("gitlab", "self", hashlib.sha256(token.encode()).hexdigest()[:16])
+
+
+def gitlab_status_checks(repo: str) -> str:
+    return key("gitlab", "status-checks", repo)

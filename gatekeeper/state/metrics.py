@@ -22,10 +22,15 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def field(name: str, *labels: str) -> str:
+    """The hash field of one counter: its name and label values. Callers pass only values they
+    validated (never a header as sent): each distinct value is a new field and a new /metrics series."""
+    return "\x1f".join((name, *labels))
+
+
 def incr(conn: redis.Redis, name: str, *labels: str, by: int = 1) -> None:
-    field = "\x1f".join((name, *labels))
     try:
-        conn.hincrby(_COUNTERS, field, by)
+        conn.hincrby(_COUNTERS, field(name, *labels), by)
     except redis.RedisError:
         pass  # metrics must never break the path they measure
 

@@ -4,18 +4,21 @@
 - `handle`: any other event, dispatched to its handler; the handler's findings, confirmations and
   actions are applied here, and each pull request it names is re-evaluated in a job of its own.
 
-Both are idempotent and safe to retry."""
+Both are idempotent and safe to retry. How they fail is decided here: a platform error fails the job
+(RQ retries it with backoff; the PR shows `pending` meanwhile and `error` once retries are spent); a
+rate limit re-enqueues it at the reset without counting as a failure (see `worker/recovery.py`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from rq import get_current_job
 
-from gatekeeper.forges.port import EVALUATE, Capability, Event, Forge
+from gatekeeper.forges.port import EVALUATE, Capability, Event, Forge, RateLimited
 from gatekeeper.state import findings, keys, metrics
-from gatekeeper.worker import actions, handlers, pipeline
+from gatekeeper.worker import actions, handlers, pipeline, recovery
 from gatekeeper.worker.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
@@ -27,14 +30,37 @@ def _retrying() -> bool:
     return bool(job and (job.retries_left or 0) > 0)
 
 
+def _guarded(rt: Runtime, platform: str, installation: int | None, repo: str,
+             work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a job's work unless the platform asked this installation to wait: then, and when it asks
+    during the work, the job is re-enqueued at the reset. Nothing is asked of the platform before it."""
+    job = get_current_job()
+    recovery.tune_retries(job, rt.settings)
+    until = recovery.limited_until(rt.conn, platform, installation)
+    if until is not None and job is not None:
+        return recovery.reschedule(rt, job, until, "held until the reset")
+    recovery.remember_repo(rt.conn, platform, installation, repo)
+    try:
+        return work()
+    except RateLimited as exc:
+        until = recovery.hold(rt.conn, platform, installation, exc.retry_after)
+        if job is None:
+            raise
+        return recovery.reschedule(rt, job, until, str(exc))
+
+
 def evaluate(*, platform: str, repo: str, number: int, installation: int | None = None, trigger: str = "",
              delivery: str = "", head_sha: str | None = None) -> dict[str, Any]:
     rt = current()
-    # From here on this job reads fresh state: a delivery arriving now needs an evaluation of its own.
-    rt.conn.delete(keys.eval_waiting(platform, repo, number))
-    forge = rt.forges(platform, installation, repo, EVALUATE)
-    return pipeline.evaluate(rt, forge, number, installation=installation, trigger=trigger, delivery=delivery,
-                             retrying=_retrying(), head_hint=head_sha)
+
+    def work() -> dict[str, Any]:
+        # From here on this job reads fresh state: a delivery arriving now needs an evaluation of its own.
+        rt.conn.delete(keys.eval_waiting(platform, repo, number))
+        forge = rt.forges(platform, installation, repo, EVALUATE)
+        return pipeline.evaluate(rt, forge, number, installation=installation, trigger=trigger, delivery=delivery,
+                                 retrying=_retrying(), head_hint=head_sha)
+
+    return _guarded(rt, platform, installation, repo, work)
 
 
 def handle(*, event: dict[str, Any]) -> dict[str, Any]:
@@ -43,10 +69,15 @@ def handle(*, event: dict[str, Any]) -> dict[str, Any]:
     if ev.kind not in handlers.HANDLERS:
         return {"ignored": f"no handler for {ev.kind}"}
     handle_fn, reads = handlers.HANDLERS[ev.kind]
-    forge = rt.forges(ev.platform, ev.installation, ev.repo, reads)
-    result = handle_fn(handlers.Context(rt, forge, ev, _retrying()))
-    apply(rt, forge, ev, result, reads)
-    return result.info
+
+    def work() -> dict[str, Any]:
+        forge = rt.forges(ev.platform, ev.installation, ev.repo, reads)
+        resolved = forge.resolve_event(ev)
+        result = handle_fn(handlers.Context(rt, forge, resolved, _retrying()))
+        apply(rt, forge, resolved, result, reads)
+        return result.info
+
+    return _guarded(rt, ev.platform, ev.installation, ev.repo, work)
 
 
 def apply(rt: Runtime, forge: Forge, ev: Event, result: handlers.Result,

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from .app import ROUTES, GitHubError, create_app
-from .state import Call, FakeState, Repo, Token
+from .app import HOOK_ROUTES, ROUTES, GitHubError, create_app
+from .state import Call, FakeState, Fault, Repo, Token
 
-__all__ = ["ROUTES", "Call", "FakeGitHub", "FakeState", "GitHubError", "Repo", "Token", "create_app",
-           "running_fake_github"]
+__all__ = ["HOOK_ROUTES", "ROUTES", "Call", "FakeGitHub", "FakeState", "Fault", "GitHubError", "Repo", "Token",
+           "create_app", "running_fake_github"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,17 @@ class FakeGitHub:
         return int(self.url.rsplit(":", 1)[1])
 
 
-class QuietHandler(WSGIRequestHandler):
+class FakeHandler(WSGIRequestHandler):
+    """Answers carry the fake's own clock in ``Date`` (GitHub's clock, which clients correct skew by)."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is None:
+            state = getattr(getattr(self.server, "app", None), "config", {}).get("FAKE_STATE")
+            timestamp = state.now() if state is not None else None
+        return super().date_time_string(timestamp)
+
+
+class QuietHandler(FakeHandler):
     """Werkzeug logs every request to stderr; tests assert on ``state.calls`` instead."""
 
     def log_request(self, *args: object, **kwargs: object) -> None:
@@ -54,7 +64,7 @@ def running_fake_github(state: FakeState | None = None, port: int = 0, host: str
     yields, so clients can connect immediately; port 0 picks a free port."""
     state = state if state is not None else FakeState()
     server = make_server(host, port, create_app(state), threaded=True,
-                         request_handler=QuietHandler if quiet else None)
+                         request_handler=QuietHandler if quiet else FakeHandler)
     # A short poll interval keeps shutdown() quick: it waits for the serve loop to notice.
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                               name=f"fakegithub:{server.server_port}", daemon=True)

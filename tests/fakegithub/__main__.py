@@ -13,7 +13,7 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from . import QuietHandler, create_app
+from . import FakeHandler, QuietHandler, create_app
 from .state import FakeState
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed_file:
         state.merge(json.loads(args.seed_file.read_text()))
     server = make_server(args.host, args.port, create_app(state), threaded=True,
-                         request_handler=None if args.verbose else QuietHandler)
+                         request_handler=FakeHandler if args.verbose else QuietHandler)
     print(f"http://{args.host}:{server.server_port}", flush=True)
     try:
         server.serve_forever()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -53,17 +54,21 @@ class RouteSpec:
 
 
 ROUTES: list[RouteSpec] = []
+# The App's webhook delivery log. GitHub's REST routes like the rest, but served only while
+# `FakeState.hook_log` is on, so the route inventory tests/test_fakegithub.py holds against
+# routes.json is unchanged until that file is regenerated with them (extract_routes.py).
+HOOK_ROUTES: list[RouteSpec] = []
 _INT_PARAMS = {"installation_id", "pull_number", "issue_number", "comment_id", "check_run_id", "run_id",
-               "event_id"}
+               "event_id", "delivery_id"}
 # Values that may contain "/" (file paths, branch names, label names): clients percent-encode it,
 # but the WSGI path arrives decoded, so these must match across slashes.
 _SLASHY_PARAMS = {"path", "ref", "name", "branch"}
 
 
 def route(method: str, template: str, status: int, perm: Perm | None = None,
-          auth: str = "repo") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+          auth: str = "repo", registry: list[RouteSpec] = ROUTES) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        ROUTES.append(RouteSpec(method, template, status, auth, perm, fn))
+        registry.append(RouteSpec(method, template, status, auth, perm, fn))
         return fn
     return deco
 
@@ -164,7 +169,7 @@ def require_jwt(state: FakeState) -> None:
     if not isinstance(exp, int | float) or exp <= now:
         raise GitHubError(401, "'Expiration time' claim ('exp') must be a numeric value representing "
                                "the future time at which the assertion expires.")
-    if exp - iat > 600:
+    if exp - iat > 600 or exp > now + 600:
         raise GitHubError(401, "'Expiration time' claim ('exp') is too far in the future.")
 
 
@@ -266,6 +271,54 @@ def get_authenticated_app() -> dict[str, Any]:
 @route("DELETE", "/installation/token", 204, auth="token")
 def revoke_installation_token() -> None:
     g.token.revoked = True
+
+
+# -- routes: the App's webhook delivery log ----------------------------------------------------------
+def _public_delivery(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if not k.startswith("_") and k != "url"}
+
+
+@route("GET", "/app/hook/deliveries", 200, auth="jwt", registry=HOOK_ROUTES)
+def list_hook_deliveries() -> Any:
+    # GitHub: newest first; `per_page` (max 100); `cursor` is opaque, "the starting delivery from which
+    # the page of deliveries is fetched", given in the Link header's next/prev links; `status` filters
+    # success (status_code 200-399) or failure (400-599).
+    state = _state()
+    try:
+        per_page = min(max(int(request.args.get("per_page", 30)), 1), 100)
+    except ValueError:
+        per_page = 30
+    items = sorted(state.hook_deliveries, key=lambda d: -d["id"])
+    wanted = request.args.get("status")
+    if wanted == "success":
+        items = [d for d in items if 200 <= d["status_code"] <= 399]
+    elif wanted == "failure":
+        items = [d for d in items if 400 <= d["status_code"] <= 599]
+    elif wanted is not None:
+        raise invalid("HookDelivery", "status", "status is not included in the list")
+    cursor = request.args.get("cursor")
+    if cursor:
+        match = re.fullmatch(r"v1_(\d+)", cursor)
+        if match is None:
+            raise GitHubError(400, "Invalid cursor")
+        items = [d for d in items if d["id"] <= int(match.group(1))]
+    page, rest = items[:per_page], items[per_page:]
+    links = []
+    if rest:
+        args = request.args.to_dict() | {"per_page": str(per_page), "cursor": f"v1_{rest[0]['id']}"}
+        links.append(f'<{request.base_url}?{urlencode(args)}>; rel="next"')
+    if cursor:
+        first = {k: v for k, v in request.args.to_dict().items() if k != "cursor"}
+        links.append(f'<{request.base_url}?{urlencode(first)}>; rel="first"')
+    return [_public_delivery(d) for d in page], ({"Link": ", ".join(links)} if links else {})
+
+
+@route("POST", "/app/hook/deliveries/{delivery_id}/attempts", 202, auth="jwt", registry=HOOK_ROUTES)
+def redeliver_hook_delivery(delivery_id: int) -> dict[str, Any]:
+    # GitHub answers 202 Accepted and delivers again in the background, as a new attempt of the same guid.
+    if not _state().redeliver(delivery_id):
+        raise not_found()
+    return {}
 
 
 # -- routes: repository and pulls ----------------------------------------------------------------
@@ -717,7 +770,7 @@ def create_app(state: FakeState) -> Flask:
     app = Flask("fakegithub", static_folder=None)
     app.config["FAKE_STATE"] = state
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep GitHub-like key order
-    for spec in ROUTES:
+    for spec in ROUTES + (HOOK_ROUTES if state.hook_log else []):
         app.add_url_rule(flask_rule(spec.template), endpoint=f"{spec.method} {spec.template}",
                          view_func=_dispatch(spec), methods=[spec.method])
 
@@ -728,8 +781,23 @@ def create_app(state: FakeState) -> Flask:
         kind, _ = credentials()
         with state.lock:
             g.call = Call(request.method, request.path, request.args.to_dict(),
-                          request.get_json(force=True, silent=True) if request.get_data() else None, kind)
+                          request.get_json(force=True, silent=True) if request.get_data() else None, kind,
+                          at=state.now())
             state.calls.append(g.call)
+            state.changed.notify_all()
+            limited = state.rate_limited_until - state.now()
+        if limited > 0:
+            return _rate_limited(state, limited)
+        fault = state.fault_for(request.method, request.path)
+        if fault is not None:
+            g.fault = fault
+            if fault.delay:
+                time.sleep(fault.delay)  # the fault itself: a GitHub that answers late
+            if fault.status is not None:
+                resp = jsonify({"message": fault.message, "documentation_url": DOCS, "status": str(fault.status)})
+                resp.status_code = fault.status
+                resp.headers.update(fault.headers)
+                return resp
         version = request.headers.get("X-GitHub-Api-Version")
         if version is not None and version not in SUPPORTED_API_VERSIONS:
             supported = ", ".join(f'"{v}"' for v in SUPPORTED_API_VERSIONS)
@@ -742,14 +810,21 @@ def create_app(state: FakeState) -> Flask:
     def github_headers(resp: Response) -> Response:
         if request.path.startswith(CONTROL_PREFIX):
             return resp
+        fault = g.get("fault")
+        if fault is not None and fault.hold is not None and fault.status is None:
+            # Applied, answer held: a client killed meanwhile never learns what it did.
+            fault.held.set()
+            fault.hold.wait(60)
         with state.lock:
             if "call" in g:
                 g.call.status = resp.status_code
             used = len(state.calls)
-            reset = int(state.now()) + 3600
+            limited = state.rate_limited_until > state.now()
+            reset = math.ceil(state.rate_limited_until) if limited else int(state.now()) + 3600
+            state.changed.notify_all()
         # Rate-limit headers let clients that throttle themselves (PyGithub, gidgethub) stay calm.
         resp.headers.update({
-            "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": str(max(5000 - used, 1)),
+            "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0" if limited else str(max(5000 - used, 1)),
             "X-RateLimit-Used": str(used), "X-RateLimit-Reset": str(reset),
             "X-RateLimit-Resource": "core",
             "X-GitHub-Api-Version-Selected": request.headers.get("X-GitHub-Api-Version",
@@ -774,6 +849,21 @@ def create_app(state: FakeState) -> Flask:
 
     _control_routes(app, state)
     return app
+
+
+def _rate_limited(state: FakeState, wait: float) -> Response:
+    """GitHub's refusal while a rate limit lasts: 403 with the primary limit spent (reset in
+    X-RateLimit-Reset, an epoch), or 429 with Retry-After (seconds)."""
+    if state.rate_limit_status == 429:
+        resp = jsonify({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before "
+                                   "you try again.", "documentation_url": DOCS, "status": "429"})
+        resp.status_code = 429
+        resp.headers["Retry-After"] = str(math.ceil(wait))
+        return resp
+    resp = jsonify({"message": "API rate limit exceeded for installation ID 42.", "documentation_url": DOCS,
+                    "status": "403"})
+    resp.status_code = 403
+    return resp
 
 
 def _control_routes(app: Flask, state: FakeState) -> None:

@@ -10,13 +10,16 @@ Anything a seed leaves out is defaulted by ``render`` too, so a partial dict pos
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
+import json
 import re
 import secrets
 import string
 import threading
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -84,6 +87,32 @@ class Call:
     body: Any
     auth: AuthKind
     status: int | None = None  # filled in once the response is known
+    at: float = 0.0  # when it arrived, by the fake's clock
+
+
+@dataclass
+class Fault:
+    """A failure injected into matching API calls (method, and a path regex that must match fully).
+
+    ``status``: answer that error instead (GitHub-shaped, with ``headers``); ``delay``: wait that long
+    first (longer than the client's timeout is a timeout); ``hold``: apply the call, then keep the answer
+    until the event is set (a client killed meanwhile never learns the outcome). ``times``: how many
+    matching calls it hits (None: all)."""
+
+    method: str
+    path: str
+    status: int | None = None
+    message: str = "Server Error"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    hold: threading.Event | None = None
+    times: int | None = None
+    hits: int = 0
+    held: threading.Event = field(default_factory=threading.Event)  # set once a call is being held
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.times is None or self.hits < self.times) and method == self.method.upper()
+                and re.fullmatch(self.path, path) is not None)
 
 
 @dataclass
@@ -183,6 +212,20 @@ class FakeState:
     clock_offset: float = 0.0  # seconds added to wall time: lets tests expire tokens without sleeping
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000), repr=False)
+    # -- faults (see Fault) and rate limits: every API call before `rate_limited_until` is refused
+    faults: list[Fault] = field(default_factory=list)
+    rate_limited_until: float = 0.0
+    rate_limit_status: int = 403  # 403: primary limit spent (X-RateLimit-Reset); 429: Retry-After
+    # -- the App's webhook: the fake sends deliveries to `hook_url` signed with `hook_secret` and keeps
+    # GitHub's delivery log (`GET /app/hook/deliveries`, served when `hook_log` is on).
+    hook_log: bool = False
+    hook_url: str | None = None
+    hook_secret: str = ""
+    hook_deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Notified on every call and delivery, so tests wait for what they expect instead of sleeping.
+        self.changed = threading.Condition(self.lock)
 
     # -- basics ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -210,6 +253,80 @@ class FakeState:
         # Owner and repo names are case-insensitive on GitHub.
         wanted = full_name.casefold()
         return next((r for name, r in self.repos.items() if name.casefold() == wanted), None)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Block until `predicate()` holds (checked after every call and delivery), at most `timeout` s."""
+        with self.changed:
+            return self.changed.wait_for(predicate, timeout)
+
+    def notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def rate_limit(self, seconds: float, status: int = 403) -> float:
+        """Refuse every API call for `seconds` (by the fake's clock) as GitHub's rate limit does; returns
+        when it resets."""
+        with self.lock:
+            self.rate_limited_until = self.now() + seconds
+            self.rate_limit_status = status
+            return self.rate_limited_until
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self.lock:
+            self.faults.append(fault)
+            return fault
+
+    def fault_for(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            fault = next((f for f in self.faults if f.matches(method, path)), None)
+            if fault is not None:
+                fault.hits += 1
+            return fault
+
+    # -- the App's webhook, sent the way GitHub sends it
+    def send_webhook(self, event: str, payload: dict[str, Any], *, guid: str | None = None,
+                     redelivery: bool = False) -> dict[str, Any]:
+        """POST one delivery to `hook_url` and log the attempt like GitHub's delivery log does."""
+        import requests  # only the webhook sender needs a client
+
+        guid = guid or str(uuid.uuid4())
+        body = json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(self.hook_secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": guid, "X-Hub-Signature-256": signature,
+                   "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/fake",
+                   "X-GitHub-Hook-ID": "1", "X-GitHub-Hook-Installation-Target-Type": "integration",
+                   "X-GitHub-Hook-Installation-Target-ID": str(self.app_id)}
+        started = time.monotonic()
+        try:
+            if not self.hook_url:
+                raise requests.ConnectionError("no webhook URL")
+            resp = requests.post(self.hook_url, data=body, headers=headers, timeout=10)
+            code = resp.status_code
+            status = "OK" if 200 <= code < 300 else f"Invalid HTTP Response: {code}"
+        except requests.Timeout:
+            code, status = 0, "timed out"
+        except requests.RequestException:
+            code, status = 0, "failed to connect"
+        with self.lock:
+            record = {"id": self.next_id(), "guid": guid, "delivered_at": iso(self.now()), "redelivery": redelivery,
+                      "duration": round(time.monotonic() - started, 3), "status": status, "status_code": code,
+                      "event": event, "action": payload.get("action"),
+                      "installation_id": (payload.get("installation") or {}).get("id"),
+                      "repository_id": (payload.get("repository") or {}).get("id"), "throttled_at": None,
+                      "url": self.hook_url or "", "_payload": payload}
+            self.hook_deliveries.append(record)
+            self.changed.notify_all()
+        return record
+
+    def redeliver(self, delivery_id: int) -> bool:
+        """Send a logged delivery again (as GitHub does after `POST .../attempts`), in the background."""
+        with self.lock:
+            found = next((d for d in self.hook_deliveries if d["id"] == delivery_id), None)
+        if found is None:
+            return False
+        threading.Thread(target=self.send_webhook, args=(found["event"], found["_payload"]),
+                         kwargs={"guid": found["guid"], "redelivery": True}, daemon=True).start()
+        return True
 
     def calls_matching(self, method: str, path_regex: str) -> list[Call]:
         """Recorded calls with this method whose path fully matches ``path_regex``."""
@@ -435,6 +552,9 @@ class FakeState:
             self.tokens.clear()
             self.calls.clear()
             self.clock_offset = 0.0
+            self.faults.clear()
+            self.rate_limited_until = 0.0
+            self.hook_deliveries.clear()
 
     #: Seeding helpers callable through ``{"ops": [{"op": name, "args": {...}}]}``.
     SEED_OPS = ("add_installation", "add_repo", "add_pull", "add_issue", "add_file", "add_review",

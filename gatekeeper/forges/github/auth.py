@@ -8,9 +8,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 import jwt
 import redis
@@ -19,18 +22,80 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gatekeeper.forges.port import ForgeError
+from gatekeeper.forges.port import ForgeError, RateLimited
 from gatekeeper.state import keys
 from gatekeeper.state.store import text
 
 REFRESH_MARGIN_SECONDS = 5 * 60  # never hand out a token that expires within five minutes
 HTTP_TIMEOUT = 10
+SKEW_TOLERANCE = 5  # seconds of disagreement between clocks not worth correcting (iat is backdated 60 s)
+
+log = logging.getLogger(__name__)
+
 
 def app_jwt(app_id: str, private_key: str, now: float | None = None) -> str:
     now = int(now if now is not None else time.time())
     # iat is backdated 60 s to tolerate clock drift; GitHub rejects exp more than 10 minutes ahead.
     claims = {"iat": now - 60, "exp": now + 540, "iss": app_id}
     return jwt.encode(claims, private_key, algorithm="RS256")
+
+
+# How far GitHub's clock is ahead of ours (negative: behind), per API, as its `Date` header showed. A
+# JWT is judged by GitHub's clock: `iat` in its future or `exp` more than ten minutes ahead is refused,
+# so a host whose clock drifted could not act as the App at all. Kept per process: each learns it from
+# its first answer.
+_skew: dict[str, float] = {}
+
+
+def github_now(api_url: str) -> float:
+    """The time by GitHub's clock, as far as this process has seen it."""
+    return time.time() + _skew.get(api_url.rstrip("/"), 0.0)
+
+
+def _learn_skew(api_url: str, resp: requests.Response) -> bool:
+    """Remember GitHub's clock from an answer's `Date` header; True when that changed what we believed."""
+    try:
+        server = parsedate_to_datetime(resp.headers["Date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return False
+    measured = server - time.time()
+    measured = measured if abs(measured) > SKEW_TOLERANCE else 0.0
+    key = api_url.rstrip("/")
+    changed = abs(measured - _skew.get(key, 0.0)) > SKEW_TOLERANCE
+    if changed:
+        log.warning("GitHub's clock differs from ours by %+.0f s; App JWTs now use GitHub's time", measured)
+    _skew[key] = measured
+    return changed
+
+
+def app_request(session: requests.Session, method: str, url: str, *, api_url: str, app_id: str, private_key: str,
+                json_body: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> requests.Response:
+    """One request as the App (a JWT). Refused as unauthenticated while our clock disagrees with GitHub's,
+    it is made once more with a JWT on GitHub's time, learnt from the refusal's `Date` header."""
+    resp: requests.Response | None = None
+    for _ in range(2):
+        token = app_jwt(app_id, private_key, github_now(api_url))
+        resp = session.request(method, url, json=json_body, params=params, timeout=HTTP_TIMEOUT, headers={
+            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28"})
+        if not _learn_skew(api_url, resp) or resp.status_code != 401:
+            break
+    assert resp is not None
+    return resp
+
+
+def refused(resp: requests.Response, what: str) -> ForgeError:
+    """GitHub's refusal as the port's error: a rate limit says when to come back."""
+    headers = {k.lower(): v for k, v in resp.headers.items()}
+    if resp.status_code in (403, 429) and ("retry-after" in headers or headers.get("x-ratelimit-remaining") == "0"):
+        try:
+            # The reset is an epoch on GitHub's clock: measured against its own `Date`.
+            wait = float(headers["retry-after"]) if "retry-after" in headers else (
+                float(headers["x-ratelimit-reset"]) - parsedate_to_datetime(headers["date"]).timestamp())
+        except (KeyError, TypeError, ValueError):
+            wait = 60.0
+        return RateLimited(f"GitHub rate limit: {what}", max(1.0, wait), resp.status_code)
+    return ForgeError(f"GitHub refused {what} ({resp.status_code}): {_message(resp)}", resp.status_code)
 
 
 def _fernet(private_key: str) -> Fernet:
@@ -69,7 +134,8 @@ class InstallationTokens:
             except InvalidToken:
                 self.conn.delete(cache_key)  # the App key was rotated; mint a new one
         issued = self.mint(installation_id, repo, permissions)
-        ttl = int(issued.expires_at - time.time() - REFRESH_MARGIN_SECONDS)
+        # The expiry is GitHub's time: measured on our clock, a skewed host would keep a dead token.
+        ttl = int(issued.expires_at - github_now(self.api_url) - REFRESH_MARGIN_SECONDS)
         if ttl > 0:
             self.conn.set(cache_key, self._fernet.encrypt(issued.token.encode()), ex=ttl)
         return issued.token
@@ -77,22 +143,22 @@ class InstallationTokens:
     def mint(self, installation_id: int, repo: str, permissions: dict[str, str]) -> IssuedToken:
         name = repo.split("/", 1)[-1]
         try:
-            resp = self.session.post(
-                f"{self.api_url}/app/installations/{int(installation_id)}/access_tokens",
-                json={"repositories": [name], "permissions": permissions},
-                headers={"Authorization": f"Bearer {app_jwt(self.app_id, self.private_key)}",
-                         "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
-                timeout=HTTP_TIMEOUT,
-            )
+            resp = self.app_request("POST", f"/app/installations/{int(installation_id)}/access_tokens",
+                                    json_body={"repositories": [name], "permissions": permissions})
         except requests.RequestException as exc:
             raise ForgeError(f"could not reach GitHub to mint a token: {type(exc).__name__}") from None
         if resp.status_code != 201:
             # The body may echo request details but never the token; keep only GitHub's message.
-            message = _message(resp)
-            raise ForgeError(f"GitHub refused an installation token ({resp.status_code}): {message}")
+            raise refused(resp, "an installation token")
         data = resp.json()
         expires = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00")).timestamp()
         return IssuedToken(token=data["token"], expires_at=expires)
+
+    def app_request(self, method: str, path: str, json_body: dict[str, Any] | None = None,
+                    params: dict[str, Any] | None = None) -> requests.Response:
+        """A request as the App itself (its JWT), corrected for GitHub's clock."""
+        return app_request(self.session, method, f"{self.api_url}{path}", api_url=self.api_url, app_id=self.app_id,
+                           private_key=self.private_key, json_body=json_body, params=params)
 
 
 def _message(resp: requests.Response) -> str:
@@ -109,13 +175,11 @@ def app_slug(conn: redis.Redis, tokens: InstallationTokens) -> str:
     if cached is not None:
         return text(cached)
     try:
-        resp = tokens.session.get(f"{tokens.api_url}/app", timeout=HTTP_TIMEOUT, headers={
-            "Authorization": f"Bearer {app_jwt(tokens.app_id, tokens.private_key)}",
-            "Accept": "application/vnd.github+json"})
+        resp = tokens.app_request("GET", "/app")
     except requests.RequestException as exc:
         raise ForgeError(f"could not reach GitHub for the App's identity: {type(exc).__name__}") from None
     if resp.status_code != 200:
-        raise ForgeError(f"GitHub refused the App's identity ({resp.status_code}): {_message(resp)}", resp.status_code)
+        raise refused(resp, "the App's identity")
     slug = str(resp.json()["slug"])
     conn.set(cache, slug, ex=keys.APP_SLUG_TTL)
     return slug

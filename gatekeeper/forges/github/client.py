@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import base64
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from github import Auth, Github, GithubException
-from github.GithubRetry import GithubRetry
+from urllib3.util.retry import Retry
 
 from gatekeeper.core.facts import PERMISSIONS, ChangedFile, User
 from gatekeeper.forges.github.users import app_name, co_author_logins, github_user
 from gatekeeper.forges.port import (
     Commit,
+    CommitStatus,
+    Event,
     FileTooLarge,
     ForgeError,
     Issue,
     IssueEvent,
+    PullActivity,
     PullRequest,
     RateLimited,
     Review,
@@ -30,6 +35,13 @@ from gatekeeper.forges.port import (
 FILES_CAP = 3000
 COMMITS_CAP = 250
 STATUS_DESCRIPTION_LIMIT = 140
+HTTP_TIMEOUT = 15  # seconds per request; a worker never waits longer on one answer
+# Only a connection that could not be made is tried again at once (nothing was sent, so nothing can
+# happen twice). Every other failure, rate limits included, goes back to the job: it retries with
+# backoff, or is re-enqueued at the reset. A worker never sleeps on GitHub's behalf (PyGithub's
+# GithubRetry would sleep through a Retry-After or a rate-limit reset, and retry 5xx at once).
+_CONNECT_RETRY = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=3, backoff_factor=0,
+                       respect_retry_after_header=False, raise_on_status=False)
 
 
 def _listed(obj: Any) -> dict[str, Any]:
@@ -41,6 +53,10 @@ def _listed(obj: Any) -> dict[str, Any]:
 class GitHubForge:
     platform = "github"
     status_description_limit = STATUS_DESCRIPTION_LIMIT
+    http_timeout: int = HTTP_TIMEOUT  # the composition root may shorten it (settings)
+    # Once GitHub said "wait", this forge asks nothing more before then (a fail-closed status included:
+    # it would only be refused, and spend the wait GitHub asked for).
+    _limited_until: float = 0.0
 
     def __init__(self, repo: str, token: str | Callable[[], str], api_url: str,
                  sibling: Callable[[str], GitHubForge] | None = None, app_slug: Callable[[], str] | None = None):
@@ -59,23 +75,33 @@ class GitHubForge:
         if self._client is None:
             token = self._token() if callable(self._token) else self._token
             # lazy: objects are only fetched when read, so e.g. posting a status costs exactly one call.
-            # No client-side throttling: one evaluation makes a handful of calls, and GithubRetry honours
-            # GitHub's Retry-After on secondary rate limits, which is what the throttle would guard against.
-            gh = Github(base_url=self._api_url, auth=Auth.Token(token), lazy=True, per_page=100, timeout=15,
-                        retry=GithubRetry(total=3), seconds_between_requests=None, seconds_between_writes=None)
+            # No client-side throttling: one evaluation makes a handful of calls; a rate limit GitHub
+            # reports becomes `RateLimited`, and the job is re-enqueued at the reset (see worker/jobs.py).
+            gh = Github(base_url=self._api_url, auth=Auth.Token(token), lazy=True, per_page=100,
+                        timeout=self.http_timeout, retry=_CONNECT_RETRY, seconds_between_requests=None,
+                        seconds_between_writes=None)
             self._client = gh.get_repo(self.repo)
         return self._client
 
     @contextmanager
     def _calls(self) -> Iterator[None]:
+        wait = self._limited_until - time.monotonic()
+        if wait > 0:
+            raise RateLimited("GitHub rate limit: still waiting for the reset", wait)
         try:
             yield
+        except RateLimited as exc:  # minting the token was refused: the same wait applies to this forge
+            self._limited_until = time.monotonic() + exc.retry_after
+            raise
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else ""
             retry_after = _retry_after(exc)
             if retry_after is not None:
+                self._limited_until = time.monotonic() + retry_after
                 raise RateLimited(f"GitHub rate limit: {message}", retry_after, exc.status) from None
             raise ForgeError(f"GitHub answered {exc.status}: {message}", exc.status) from None
+        except requests.Timeout:
+            raise ForgeError(f"GitHub did not answer within {self.http_timeout:g} s") from None
         except requests.RequestException as exc:
             raise ForgeError(f"could not reach GitHub: {type(exc).__name__}") from None
 
@@ -230,9 +256,37 @@ class GitHubForge:
             raise
         return [event for event in map(_issue_event, raw) if event is not None]
 
+    def resolve_event(self, event: Event) -> Event:
+        return event  # GitHub's payloads say which accounts are bots and which app acted
+
     def is_own(self, user: User) -> bool:
         slug = self._app_slug() if self._app_slug is not None else "agentgate"
         return user.bot and user.login.lower() == f"{slug}[bot]".lower()
+
+    # ---- recovery (appended): the reconcile job's reads
+    def list_open_pull_activity(self, limit: int) -> list[PullActivity]:
+        data = self._request("GET", "/pulls", params={"state": "open", "sort": "updated", "direction": "desc",
+                                                      "per_page": max(1, min(limit, 100))})
+        return [PullActivity(int(raw["number"]), str(raw["head"]["sha"]), str(raw.get("updated_at") or ""))
+                for raw in data or []][:limit]
+
+    def latest_status(self, sha: str, context: str) -> CommitStatus | None:
+        # Newest first; one page of 100 holds every context a commit usually carries.
+        data = self._request("GET", f"/commits/{urllib.parse.quote(sha)}/statuses", params={"per_page": 100},
+                             absent=(404, 422))
+        for raw in data or []:
+            if raw.get("context") == context:
+                creator = github_user(raw.get("creator"))
+                return CommitStatus(str(raw.get("state") or ""), str(raw.get("description") or ""),
+                                    str(raw.get("created_at") or raw.get("updated_at") or ""),
+                                    creator is not None and self.is_own(creator))
+        return None
+
+    def rate_budget(self) -> tuple[int, int] | None:
+        if self._client is None:
+            return None
+        remaining, limit = self._client.requester.rate_limiting
+        return (int(remaining), int(limit)) if limit > 0 else None
 
 
 # A check run is completed with a conclusion; waiting for a human is "action required".
@@ -240,7 +294,9 @@ CHECK_CONCLUSIONS = {"success": "success", "pending": "action_required", "failur
 
 
 def _retry_after(exc: GithubException) -> float | None:
-    """Seconds to wait when GitHub says it is rate limiting (429, or 403 with the limit spent)."""
+    """Seconds to wait when GitHub says it is rate limiting (429, or 403 with the limit spent, or a
+    secondary limit's message), None for any other answer. The reset is an epoch on GitHub's clock, so
+    it is measured against GitHub's `Date` header, not ours."""
     headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
     if exc.status not in (403, 429):
         return None
@@ -250,13 +306,22 @@ def _retry_after(exc: GithubException) -> float | None:
         except ValueError:
             return 60.0
     if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-        import time
-
         try:
-            return max(1.0, float(headers["x-ratelimit-reset"]) - time.time())
+            return max(1.0, float(headers["x-ratelimit-reset"]) - _server_now(headers))
         except ValueError:
             return 60.0
-    return 60.0 if exc.status == 429 else None
+    message = str(exc.data.get("message") or "") if isinstance(exc.data, dict) else ""
+    if exc.status == 429 or "rate limit" in message.lower():
+        return 60.0  # GitHub: "wait at least one minute" when a secondary limit names no time
+    return None
+
+
+def _server_now(headers: dict[str, str]) -> float:
+    """GitHub's clock, from the answer's `Date` header (ours if it has none)."""
+    try:
+        return parsedate_to_datetime(headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return time.time()
 
 
 def _commit(raw: dict[str, Any]) -> Commit:
