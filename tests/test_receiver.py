@@ -300,3 +300,15 @@ def test_slot_of_a_lost_evaluation_is_taken_over(client, redis_conn):
     redis_conn.set(waiting_key("github", "Codertocat/Hello-World", 2), "github-lost-job-0", ex=600)
     assert post(client, _pr_opened(), delivery="after-loss").json["result"] == "queued"
     assert [j.id for j in queued(redis_conn)] == ["github-after-loss-0"]
+
+
+def test_gitlab_tokens_rotate(redis_conn):
+    """Several GitLab secret tokens may be configured (comma-separated) while one is rotated: each is
+    accepted, anything else is 401."""
+    client = create_app(Settings(redis_url="x", gitlab_webhook_secret="old-token, new-token"), redis_conn).test_client()
+    body = json.dumps({"object_kind": "merge_request"})
+    for n, token in enumerate(("old-token", "new-token")):
+        headers = {"X-Gitlab-Token": token, "Idempotency-Key": f"5f0f4c3e-1b2a-4c5d-8e9f-0a1b2c3d4e5{n}"}
+        assert client.post("/webhooks/gitlab", data=body, headers=headers).status_code == 202
+    assert client.post("/webhooks/gitlab", data=body, headers={"X-Gitlab-Token": "old-token,new-token"}
+                       ).status_code == 401

@@ -193,11 +193,17 @@ class GitLabReceiver(_Receiver):
 
     def __init__(self, settings: Settings, conn: redis.Redis, queue: JobQueue):
         super().__init__(settings, conn, queue)
-        self._token = (settings.gitlab_webhook_secret or "").encode("utf-8")
+        # Several tokens may be configured (comma-separated) so one can be rotated without a gap.
+        self._tokens = tuple(s.strip().encode("utf-8") for s in (settings.gitlab_webhook_secret or "").split(",")
+                             if s.strip())
+
+    def _token_valid(self, given: bytes) -> bool:
+        # Every configured token is compared, each in constant time, whatever matched first.
+        return bool(self._tokens) and sum(hmac.compare_digest(given, token) for token in self._tokens) > 0
 
     def receive(self, header: Header, body: bytes) -> Answer:
         given = (header("X-Gitlab-Token") or "").encode("utf-8", "replace")
-        if not self._token or not hmac.compare_digest(given, self._token):
+        if not self._token_valid(given):
             return self._count(Answer(401, {"result": "bad-token", "message": "missing or invalid X-Gitlab-Token"}),
                                UNVERIFIED)
         payload = _parse_body(body, header("Content-Type") or "")
