@@ -215,14 +215,14 @@ def test_a_starting_pipeline_is_a_workflow_run_with_its_source_as_event():
     payload["object_attributes"]["status"] = "pending"
     [run] = parse("Pipeline Hook", payload, "d")
     assert run.kind == "workflow_run" and run.subject == 0
-    assert run.data["run_id"] == 31 and run.data["event"] == "merge_request_event"
+    assert run.data["run_id"] == 31 and run.data["event"] == "pull_request"  # the fixture is a merge request pipeline
     assert run.data["head_sha"] == "bcbb5ec396a2c0f828686f14fac9b80b780504f2" and run.data["head_branch"] == "master"
     assert run.data["pull_numbers"] == [1] and run.data["path"] == ".gitlab-ci.yml"
     assert run.data["triggering_actor"]["login"] == "root"
     same_fields(run, github_webhooks.parse("workflow_run", github_fixture("workflow_run.requested.1"), "d")[0])
 
 
-@pytest.mark.parametrize("source", ["push", "web", "trigger", "api", "schedule", "merge_request_event", "chat"])
+@pytest.mark.parametrize("source", ["push", "web", "trigger", "api", "schedule", "chat"])
 def test_pipeline_sources_are_kept(source):
     payload = fixture("pipeline.json")
     payload["object_attributes"].update(status="created", source=source)
@@ -325,3 +325,17 @@ def test_users_and_agents():
 
 def test_github_and_gitlab_fixtures_stay_separate():
     assert copy.deepcopy(fixture("merge_request.json"))["object_kind"] == "merge_request"
+
+
+def test_a_merge_request_pipeline_is_the_merge_requests_own_ci():
+    """GitLab's `merge_request_event` pipelines are judged like GitHub's `pull_request` runs: ordinary CI
+    for the policy's `chains.ci_events`, so a bot pushing to its merge request does not fail it."""
+    import json
+    from pathlib import Path
+
+    from gatekeeper.forges.gitlab.webhooks import parse
+
+    payload = json.loads((Path(__file__).parent / "fixtures" / "gitlab" / "pipeline.json").read_text())
+    payload["object_attributes"].update(source="merge_request_event", status="pending")
+    [event] = parse("Pipeline Hook", payload, "d-1")
+    assert event.kind == "workflow_run" and event.data["event"] == "pull_request"

@@ -306,6 +306,10 @@ _STATUS_STATES = {"success": "success", "failed": "failure", "canceled": "error"
                   "skipped": "error", "pending": "pending", "running": "pending", "created": "pending"}
 
 
+# GitLab pipeline sources named as the policy's CI events (`chains.ci_events`) name the same runs.
+CI_SOURCES = {"merge_request_event": "pull_request", "external_pull_request_event": "pull_request"}
+
+
 @parser("pipeline")
 def _pipeline(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     run = payload["object_attributes"]
@@ -325,8 +329,11 @@ def _pipeline(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event
         raise ValueError("pipeline without an id")
     project = payload.get("project") or {}
     mr = payload.get("merge_request") or {}
+    # A merge request pipeline is the merge request's own CI, as GitHub's `pull_request` runs are: it is
+    # judged like one (a chain only when the merge request changed the CI configuration).
+    event = CI_SOURCES.get(source, source)
     return [ctx.event("workflow_run", 0, run_id=run_id, name=str(run.get("name") or ""),
-                      path=str(project.get("ci_config_path") or DEFAULT_CI_CONFIG), event=source,
+                      path=str(project.get("ci_config_path") or DEFAULT_CI_CONFIG), event=event,
                       head_sha=run.get("sha"), head_branch=run.get("ref"),
                       triggering_actor=_user(payload.get("user")), run_actor=_user(payload.get("user")),
                       pull_numbers=[int(mr["iid"])] if isinstance(mr.get("iid"), int) else [])]
