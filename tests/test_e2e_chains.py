@@ -429,7 +429,8 @@ def test_human_summoning_an_agent_becomes_its_requester(world):
 
 def test_policy_change_is_judged_by_base_and_previews_flips(world):
     """A PR whose head loosens `.agentgate.yml` is judged by the base policy (it touches a sensitive
-    path, so it waits for two approvals), and its one comment lists the open PRs the new policy would flip."""
+    path, so it waits for two approvals). A preview re-reads the open PRs, so only a human with write
+    access gets one: the agent's PR gets none, a maintainer's comment lists the PRs the new policy flips."""
     state, gate, pr = world
     loosen = state.add_pull(REPO, 9, user=AGENT, head_sha="5" * 40, head_ref="copilot/policy", base_ref="main",
                             title="Relax agentgate")
@@ -440,17 +441,25 @@ def test_policy_change_is_judged_by_base_and_previews_flips(world):
     gate.work()
     [status] = status_posts(state, "5" * 40)
     assert status["state"] == "pending" and "Needs 2 more approvals" in status["description"]
-    [comment] = state.repo(REPO).comments[9]
+    assert 9 not in state.repo(REPO).comments
+    relax = state.add_pull(REPO, 10, user="lead", head_sha="6" * 40, head_ref="policy", base_ref="main",
+                           title="Relax agentgate")
+    state.add_file(REPO, 10, ".agentgate.yml")
+    state.set_content(REPO, ".agentgate.yml", "version: 1\napprovals:\n  required: 0\n  sensitive: 0\n",
+                      ref="6" * 40)
+    gate.deliver("pull_request", pr_payload(relax))
+    gate.work()
+    [comment] = state.repo(REPO).comments[10]
     assert "Policy change preview" in comment["body"]
     assert "#7 Bump widget" in comment["body"] and "success" in comment["body"]
     assert "lets bots and agents do more" in comment["body"]
     # Evaluating again (nothing changed) neither recomputes nor re-posts the preview.
     state.calls.clear()
-    gate.deliver("pull_request", pr_payload(loosen, action="synchronize"))
+    gate.deliver("pull_request", pr_payload(relax, action="synchronize"))
     gate.work()
     assert not state.calls_matching("GET", rf"/repos/{REPO}/pulls")
-    assert len(state.repo(REPO).comments[9]) == 1
-    assert "at `5555555`, against 1 open pull request(s)" in state.repo(REPO).comments[9][0]["body"]
+    assert len(state.repo(REPO).comments[10]) == 1
+    assert "at `6666666`, against 2 open pull request(s)" in state.repo(REPO).comments[10][0]["body"]
 
 
 def test_policy_preview_rate_limited_is_rescheduled(world):

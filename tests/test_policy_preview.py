@@ -114,3 +114,14 @@ def test_markdown_snapshot():
         "| #1 Agent \\| fix | ⏳ pending | ✅ success | no longer: Needs 1 more approval |\n")
     assert render_markdown(PolicyPreview((), 4, ())) == (
         "### Policy change preview\n\nNo open pull request would change verdict (4 checked).\n")
+
+
+def test_markdown_names_what_the_preview_left_out():
+    """A preview bounded by its budget says which open pull requests it did not re-evaluate, and why:
+    the first ten by number, the rest counted."""
+    result = preview(DEFAULT_POLICY, DEFAULT_POLICY, OPEN_PRS[:1], left_out=list(range(10, 22)),
+                     left_out_why="at most 10 per preview")
+    assert result.left_out == tuple(range(10, 22))
+    assert render_markdown(result).endswith(
+        "No open pull request would change verdict (1 checked).\n\n"
+        "Not re-evaluated: #10, #11, #12, #13, #14, #15, #16, #17, #18, #19 and 2 more: at most 10 per preview.\n")

@@ -315,3 +315,9 @@ def test_gitlab_tokens_rotate(redis_conn):
         assert client.post("/webhooks/gitlab", data=body, headers=headers).status_code == 202
     assert client.post("/webhooks/gitlab", data=body, headers={"X-Gitlab-Token": "old-token,new-token"}
                        ).status_code == 401
+
+
+def test_deeply_nested_json_is_malformed_not_an_error(client, redis_conn):
+    """A signed body nested deeper than the JSON parser goes is a 400 like any malformed body."""
+    body = b"[" * 100_000
+    assert post(client, None, body=body).status_code == 400

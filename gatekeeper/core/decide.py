@@ -28,7 +28,13 @@ from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.model import Condition, InvalidPolicy, Policy, Rule
 from gatekeeper.policy.pathindex import PathSummary
-from gatekeeper.policy.patterns import PatternTimeout
+from gatekeeper.policy.patterns import (
+    VERDICT_BUDGET_SECONDS,
+    BudgetSpent,
+    Pattern,
+    PatternTimeout,
+    RegexBudget,
+)
 
 DEFAULT_EVENT = "pull_request"
 _ADDITIONS, _DELETIONS = attrgetter("additions"), attrgetter("deletions")
@@ -211,9 +217,15 @@ class _Evaluation:
         return None
 
     def _rules(self, kind: ActorKind) -> tuple[int, Reason] | None:
-        """Apply every matching rule; returns what lifts the base requirement, if anything."""
+        """Apply every matching rule; returns what lifts the base requirement, if anything.
+
+        The rules' regex searches share one budget (`VERDICT_BUDGET_SECONDS`, see `RegexBudget`), so a
+        policy of many slow patterns cannot hold a worker for long: the first search that runs out of
+        its share makes the verdict `error`, and rules that would need a search after it are reported
+        as not checked (fail closed), rather than each getting a timeout of its own."""
         self._subject(kind)
         waiver = self._trusted()
+        skipped: list[str] = []
         for rule in self.policy.rules_by_kind[self.kind]:
             try:
                 # _holds, inlined: this loop runs for every rule of every verdict.
@@ -225,9 +237,13 @@ class _Evaluation:
                 if not holds or (rule.unless is not None and self._holds(rule.unless)):
                     continue
             except PatternTimeout as exc:
+                self._budget.spent_by = rule.name
                 self.add("pattern-timeout", Outcome.ERROR, f"Rule {rule.name}: {exc}",
                          f"Simplify the patterns of rule {rule.name} in {rule.origin or self.policy.source} "
-                         "on the base branch")
+                         "on the base branch", rule=rule.name, pattern=exc.pattern)
+                continue
+            except BudgetSpent:
+                skipped.append(rule.name)
                 continue
             code = f"rule:{rule.name}"
             if rule.effect == "block":
@@ -240,6 +256,13 @@ class _Evaluation:
             elif waiver is None or waiver[0] > 0:
                 waiver = 0, Reason(code, Outcome.SUCCESS,
                                    f"{rule.message} (rule {rule.name} lifts the approval requirement)")
+        if skipped:
+            more = f" and {len(skipped) - 1} more rule(s)" if len(skipped) > 1 else ""
+            self.add("regex-budget", Outcome.ERROR,
+                     f"Rule {skipped[0]}{more} not checked: rule {self._budget.spent_by} ran out of its share of "
+                     f"the {VERDICT_BUDGET_SECONDS * 1000:.0f} ms this verdict may spend on regular expressions",
+                     f"Simplify the patterns of rule {self._budget.spent_by} in the policy on the base branch",
+                     rules=skipped, spent_by=self._budget.spent_by)
         return waiver
 
     def _holds(self, c: Condition) -> bool:
@@ -259,12 +282,20 @@ class _Evaluation:
     title: str = ""
     body: str = ""
 
+    _budget: RegexBudget = field(default_factory=lambda: RegexBudget(VERDICT_BUDGET_SECONDS, 0))
+
     def _subject(self, kind: ActorKind) -> None:
         facts = self.facts
         self.kind, self.draft, self.login = kind.value, facts.draft, facts.author.login
         self.fork = (facts.head_repo or "").lower() != facts.repo.lower()
         self.base_ref, self.head_ref, self.title, self.body = facts.base_ref, facts.head_ref, facts.title, facts.body
         self.labels = frozenset(label.lower() for label in facts.labels)
+        # Planned from the policy alone, before any search runs.
+        self._budget = RegexBudget(VERDICT_BUDGET_SECONDS, self.policy.searches_by_kind[self.kind])
+
+    def search(self, pattern: Pattern, text: str) -> bool:
+        """A rule's pattern searched within its share of the verdict's regex budget."""
+        return self._budget.search(pattern, text)
 
     def any_path(self, globset: GlobSet) -> bool:
         paths = self._paths or self.paths

@@ -32,6 +32,8 @@ _MEMO_LIMIT = 16384
 MAX_PATTERN_LENGTH = 256
 MAX_BRACE_EXPANSION = 64
 _GLOBSTAR = object()
+# A segment ends at a separator or at the end of the value, never inside a name.
+_SEGMENT_END = "(?![^/])"
 
 
 class GlobError(ValueError):
@@ -55,6 +57,14 @@ def check_glob(pattern: str) -> str:
     return pattern
 
 
+def alternatives(pattern: str) -> int:
+    """How many globs a pattern stands for once its braces are expanded: what it costs to match."""
+    try:
+        return len(_expand(pattern.removeprefix("!")))
+    except GlobError:
+        return 1  # refused by check_glob anyway
+
+
 def _expand(pattern: str) -> list[str]:
     try:
         expanded = bracex.expand(pattern, limit=MAX_BRACE_EXPANSION)
@@ -63,8 +73,9 @@ def _expand(pattern: str) -> list[str]:
     return expanded or [pattern]
 
 
-def _segment(seg: str, brackets: bool = True) -> str:
-    out: list[str] = []
+def _items(seg: str, brackets: bool) -> list[str | None]:
+    """A segment as regex items, each matching exactly one character, with None for a run of `*`."""
+    out: list[str | None] = []
     i, n = 0, len(seg)
     while i < n:
         c = seg[i]
@@ -73,7 +84,7 @@ def _segment(seg: str, brackets: bool = True) -> str:
         elif c == "*":
             while i + 1 < n and seg[i + 1] == "*":
                 i += 1
-            out.append("[^/]*")
+            out.append(None)
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
@@ -91,14 +102,38 @@ def _segment(seg: str, brackets: bool = True) -> str:
                 members = members.replace("\\", "\\\\").replace("[", "\\[").replace("^", "\\^")
                 if members.startswith("]"):
                     members = "\\" + members
-                out.append(f"[^/{members}]" if negate else f"[{members}]")
+                # A class never matches the separator, even through a range that spans it (`[.-0]`).
+                out.append(f"[^/{members}]" if negate else f"(?!/)[{members}]")
                 i = close
         else:
             out.append(re.escape(c))
         i += 1
-    regex = "".join(out)
+    return out
+
+
+def _segment(seg: str, brackets: bool = True) -> str:
+    """One path segment, matched in linear time, ending exactly at a `/` or the end.
+
+    Between its stars a segment is a sequence of fixed-width chunks, and the earliest place a middle
+    chunk fits is always as good as any later one (it leaves the most room for the rest). So each
+    middle chunk is found by a lazy scan inside an atomic group, which commits to that earliest
+    place: `*a*a*a*b` can no longer try every way of spreading its stars (Python's `re` has no
+    timeout, and the naive translation took 33 s for a 13-character glob on a 100-character name)."""
+    chunks: list[str] = [""]
+    for item in _items(seg, brackets):
+        if item is None:
+            chunks.append("")
+        else:
+            chunks[-1] += item
+    if len(chunks) == 1:
+        regex = chunks[0]
+    else:
+        middle = "".join(f"(?>[^/]*?{chunk})" for chunk in chunks[1:-1])
+        regex = f"{chunks[0]}{middle}[^/]*{chunks[-1]}"
     # A segment made only of stars must still match something: `release/*` is not `release/`.
-    return f"(?=[^/]){regex}" if set(seg) == {"*"} else regex
+    if set(seg) == {"*"}:
+        regex = f"(?=[^/]){regex}"
+    return regex + _SEGMENT_END
 
 
 def _parts(pattern: str) -> list[object]:
@@ -113,25 +148,33 @@ def _parts(pattern: str) -> list[object]:
 
 
 def translate(pattern: str, brackets: bool = True) -> str:
-    """One glob (no braces, no `!`) as an anchored-at-both-ends regex body."""
-    parts = [p if p is _GLOBSTAR else _segment(str(p), brackets) for p in _parts(pattern)]
-    out: list[str] = []
-    last = len(parts) - 1
-    for i, part in enumerate(parts):
+    """One glob (no braces, no `!`) as an anchored-at-both-ends regex body, matched in linear time.
+
+    `**` stands for any number of whole segments. A run of segments between two globstars is placed at
+    the earliest segment where it fits, inside an atomic group: a later place never helps (the same
+    argument as for stars within a segment), and without it `a/**/b/**/c/...` could backtrack over
+    every combination of places."""
+    parts = _parts(pattern)
+    if parts == [_GLOBSTAR]:
+        return ".*"
+    groups: list[list[str]] = [[]]  # the segment runs between globstars
+    for part in parts:
         if part is _GLOBSTAR:
-            if i == 0 and i == last:
-                out.append(".*")
-            elif i == 0:
-                out.append("(?:.*/)?")
-            elif i == last:
-                out.append("/.*")
-            else:
-                out.append("/(?:.*/)?")
+            groups.append([])
         else:
-            if i > 0 and parts[i - 1] is not _GLOBSTAR:
-                out.append("/")
-            out.append(str(part))
-    return "".join(out)
+            groups[-1].append(_segment(str(part), brackets))
+    out = "/".join(groups[0])
+    last = len(groups) - 1
+    for i, group in enumerate(groups[1:], start=1):
+        body = "/".join(group)
+        prefix = "" if i == 1 and not groups[0] else "/"  # after a leading `**`, no separator of its own
+        if i == last and not group:
+            out += "/.*" if prefix else ".*"  # a trailing `**`: everything under the path so far
+        elif i == last:
+            out += f"{prefix}(?:.*/)?{body}"
+        else:
+            out += f"{prefix}(?>(?:.*?/)??{body})"
+    return out
 
 
 def _compile(patterns: Iterable[str], ignore_case: bool, brackets: bool) -> re.Pattern[str] | None:

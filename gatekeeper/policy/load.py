@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gatekeeper.policy import model, schema
-from gatekeeper.policy.globs import GlobSet
+from gatekeeper.policy.globs import GlobSet, alternatives
 from gatekeeper.policy.model import DEFAULT_POLICY, ConfigError, InvalidPolicy, Policy
 from gatekeeper.policy.patterns import Pattern
 from gatekeeper.policy.presets import preset_text
@@ -61,7 +61,8 @@ def check_policy(text: str, *, source: str = POLICY_PATH) -> list[ConfigError]:
 
 def org_refs(text: str | None) -> tuple[str, ...]:
     """The `org:REPO` files a policy text extends, which the worker fetches before `load_policy`.
-    Best effort: a text that does not parse names none (loading it reports the error)."""
+    Best effort: a text that does not parse names none (loading it reports the error). At most
+    `schema.MAX_EXTENDS` of them: a file naming more is invalid anyway, and each is a platform read."""
     if text is None:
         return ()
     try:
@@ -70,7 +71,8 @@ def org_refs(text: str | None) -> tuple[str, ...]:
         return ()
     refs = data.get("extends") if isinstance(data, dict) else None
     refs = [refs] if isinstance(refs, str) else refs if isinstance(refs, list) else []
-    return tuple(dict.fromkeys(r for r in refs if isinstance(r, str) and r.startswith("org:")))
+    found = dict.fromkeys(r for r in refs[:schema.MAX_EXTENDS] if isinstance(r, str) and r.startswith("org:"))
+    return tuple(found)
 
 
 @lru_cache(maxsize=256)
@@ -141,6 +143,7 @@ class _Builder:
         self._merge(self.acc, layer, (), located, source)
         if len(self.errors) == before:
             self.errors.extend(_semantic_errors(document, located, source, set(self.acc["teams"])))
+            self.errors.extend(_limit_errors(self.acc["rules"], layer.get("rules", []), located, source))
         self.rule_origins.extend([source] * len(layer.get("rules", [])))
 
     def _merge(self, acc: dict[str, Any], layer: dict[str, Any], path: Path, located: Located, source: str) -> None:
@@ -195,6 +198,10 @@ def _schema_errors(exc: ValidationError, located: Located, source: str) -> list[
         elif kind == "missing":
             line, col = located.position(path)
             message = f"{_display(path[:-1]) or 'top level'}: missing required key {path[-1]!r}"
+        elif kind == "too_long" and isinstance(error.get("ctx"), dict):
+            line, col = located.position(path, key=True)
+            message = (f"{_display(path) or 'top level'}: {error['ctx'].get('actual_length')} entries; "
+                       f"the limit is {error['ctx'].get('max_length')}")
         else:
             line, col = located.position(path)
             text = str(error["msg"]).removeprefix("Value error, ")
@@ -306,6 +313,60 @@ def _semantic_errors(document: schema.PolicyDocument, located: Located, source: 
                       f"rules[{i}].when.paths: an allow rule must use only_paths (every changed path), not paths "
                       "(some changed path), or unrelated files changed alongside would be allowed too")
     return errors
+
+
+def _limit_errors(rules: list[dict[str, Any]], own: list[dict[str, Any]], located: Located,
+                  source: str) -> list[ConfigError]:
+    """The limits on the merged policy: rules accumulate through `extends`, so a file within the
+    limits on its own can still take the whole past them. Reported where this file goes over."""
+    if not own:
+        return []
+    errors: list[ConfigError] = []
+    inherited = len(rules) - len(own)
+    if len(rules) > schema.MAX_RULES:
+        line, col = located.position(("rules",), key=True)
+        errors.append(ConfigError(source, line, col,
+                                  f"rules: {len(own)} rules here and {inherited} inherited through extends; the "
+                                  f"limit is {schema.MAX_RULES}"))
+    for what, limit, places in (
+            ("title and body patterns", schema.MAX_RULE_REGEXES, _regexes),
+            ("paths and only_paths globs", schema.MAX_RULE_PATH_GLOBS, _path_globs)):
+        over = _first_over(limit, sum(w for rule in rules[:inherited] for _, w in places(rule)), own, places)
+        if over is not None:
+            j, where = over
+            line, col = located.position(("rules", j, *where))
+            errors.append(ConfigError(source, line, col,
+                                      f"{_display(('rules', j, *where))}: the policy's rules have more than {limit} "
+                                      f"{what} (counting rules inherited through extends)"))
+    return errors
+
+
+_Place = tuple[str | int, ...]  # where in a rule, e.g. ("when", "paths", 3)
+
+
+def _first_over(limit: int, inherited: int, own: list[dict[str, Any]],
+                places: Callable[[dict[str, Any]], list[tuple[_Place, int]]]) -> tuple[int, _Place] | None:
+    """(rule index, place in it) of this file's first pattern past `limit`, after `inherited` ones."""
+    count = inherited
+    for j, rule in enumerate(own):
+        for where, weight in places(rule):
+            count += weight
+            if count > limit:
+                return j, where
+    return None
+
+
+def _regexes(rule: dict[str, Any]) -> list[tuple[_Place, int]]:
+    """Where a (dumped) rule has a title or body pattern, ("when" | "unless", "title" | "body"), each 1."""
+    return [((part, name), 1) for part in ("when", "unless") if isinstance(rule.get(part), dict)
+            for name in ("title", "body") if rule[part].get(name) is not None]
+
+
+def _path_globs(rule: dict[str, Any]) -> list[tuple[_Place, int]]:
+    """Where a (dumped) rule has path globs, ("when" | "unless", "paths" | "only_paths", index), each
+    weighing the globs it stands for once its braces are expanded."""
+    return [((part, name, k), alternatives(glob)) for part in ("when", "unless") if isinstance(rule.get(part), dict)
+            for name in ("paths", "only_paths") for k, glob in enumerate(rule[part].get(name) or ())]
 
 
 def compile_document(document: schema.PolicyDocument, *, source: str, origins: tuple[str, ...] = (),

@@ -146,7 +146,8 @@ class Condition:
     def checks(self) -> tuple[Callable[[Any], bool], ...]:
         """The conditions that are set, cheapest first, as predicates over the decision's subject (an
         object with kind, event, draft, fork, login, base_ref, head_ref, labels, title, body and the
-        methods any_path(globset) / all_paths(globset))."""
+        methods any_path(globset) / all_paths(globset) / search(pattern, text)). Patterns come last and
+        are searched through the subject, which holds the verdict's regex budget."""
         out: list[Callable[[Any], bool]] = []
         if (kinds := self.kinds) is not None:
             out.append(lambda s: s.kind in kinds)
@@ -171,13 +172,16 @@ class Condition:
             out.append(lambda s: s.any_path(paths))
         if (only_paths := self.only_paths) is not None:
             out.append(lambda s: s.all_paths(only_paths))
-        if self.title is not None:
-            title_search = self.title.search
-            out.append(lambda s: title_search(s.title))
-        if self.body is not None:
-            body_search = self.body.search
-            out.append(lambda s: body_search(s.body))
+        if (title := self.title) is not None:
+            out.append(lambda s: s.search(title, s.title))
+        if (body := self.body) is not None:
+            out.append(lambda s: s.search(body, s.body))
         return tuple(out)
+
+    @property
+    def patterns(self) -> tuple[tuple[str, Pattern], ...]:
+        """("title" | "body", pattern) for each regular expression the condition searches."""
+        return tuple((name, p) for name, p in (("title", self.title), ("body", self.body)) if p is not None)
 
 
 Effect = Literal["allow", "require", "block"]
@@ -228,6 +232,13 @@ class Policy:
         """The rules whose `when` can hold for each actor kind, in order: most rules name one."""
         return {kind: tuple(r for r in self.rules if r.when.kinds is None or kind in r.when.kinds)
                 for kind in ("human", "bot", "agent")}
+
+    @cached_property
+    def searches_by_kind(self) -> dict[str, int]:
+        """How many title and body searches a verdict on a change by each actor kind may make: what its
+        regex budget is divided among (see `patterns.RegexBudget`)."""
+        return {kind: sum(len(c.patterns) for rule in rules for c in (rule.when, rule.unless) if c is not None)
+                for kind, rules in self.rules_by_kind.items()}
 
     @cached_property
     def rule_labels(self) -> frozenset[str]:

@@ -39,10 +39,15 @@ class PolicyPreview:
     unchanged: int
     widening: tuple[str, ...]
     proposed_errors: tuple[str, ...] = ()
+    # Open pull requests the preview did not re-evaluate (it works within a budget), and why.
+    left_out: tuple[int, ...] = ()
+    left_out_why: str = ""
 
 
 def preview(base: Policy | InvalidPolicy, proposed: Policy | InvalidPolicy,
-            prs: Sequence[PullRequestFacts]) -> PolicyPreview:
+            prs: Sequence[PullRequestFacts], *, left_out: Sequence[int] = (), left_out_why: str = "") -> PolicyPreview:
+    """`left_out`: open pull requests that were not read (and `left_out_why`), so the preview never
+    reads as if it covered every open pull request when it did not."""
     flips: list[Flip] = []
     for facts in prs:
         before, after = evaluate_pull_request(base, facts), evaluate_pull_request(proposed, facts)
@@ -50,7 +55,8 @@ def preview(base: Policy | InvalidPolicy, proposed: Policy | InvalidPolicy,
             flips.append(Flip(facts.repo, facts.number, facts.title, before.outcome, after.outcome,
                               _why(before, after)))
     errors = tuple(str(e) for e in proposed.errors) if isinstance(proposed, InvalidPolicy) else ()
-    return PolicyPreview(tuple(flips), len(prs) - len(flips), tuple(widening(base, proposed)), errors)
+    return PolicyPreview(tuple(flips), len(prs) - len(flips), tuple(widening(base, proposed)), errors,
+                         tuple(left_out), left_out_why)
 
 
 def _why(before: Verdict, after: Verdict) -> tuple[str, ...]:
@@ -158,6 +164,7 @@ def _rule_widening(before: tuple[Rule, ...], after: tuple[Rule, ...]) -> list[st
     return out
 
 
+_LEFT_OUT_SHOWN = 10  # pull requests named in "Not re-evaluated: ..."; the rest are counted
 _ICON = {Outcome.SUCCESS: "✅ success", Outcome.PENDING: "⏳ pending", Outcome.FAILURE: "⛔ failure",
          Outcome.ERROR: "❗ error"}
 
@@ -178,4 +185,9 @@ def render_markdown(result: PolicyPreview) -> str:
             lines.append(f"| #{flip.number} {title} | {_ICON[flip.before]} | {_ICON[flip.after]} | {why} |")
     else:
         lines.append(f"No open pull request would change verdict ({result.unchanged} checked).")
+    if result.left_out:
+        shown = ", ".join(f"#{n}" for n in result.left_out[:_LEFT_OUT_SHOWN])
+        more = len(result.left_out) - _LEFT_OUT_SHOWN
+        why = f": {result.left_out_why}" if result.left_out_why else ""
+        lines += ["", f"Not re-evaluated: {shown}{f' and {more} more' if more > 0 else ''}{why}."]
     return "\n".join(lines) + "\n"

@@ -25,15 +25,40 @@ from pydantic import (
 )
 
 from gatekeeper.policy import model
-from gatekeeper.policy.globs import GlobError, check_glob
+from gatekeeper.policy.globs import GlobError, alternatives, check_glob
 from gatekeeper.policy.patterns import PatternError, check_pattern
 from gatekeeper.policy.presets import PRESET_NAMES
 
 SCHEMA_ID = "https://agentgate.dev/schema/v1.json"
 
+# Limits that keep one verdict cheap whatever a policy says. A proposed policy is untrusted input (the
+# change preview evaluates open pull requests under it), and the rules of every layer accumulate, so
+# `load.py` checks the rule and pattern counts of the merged policy too.
+MAX_RULES = 200
+MAX_PATTERNS_PER_RULE = 50  # globs and regular expressions, `when` and `unless` together
+MAX_RULE_REGEXES = 64  # title and body patterns over all the rules of the merged policy
+MAX_COMMAND_PATTERNS = 32
+MAX_EXTENDS = 8  # each `org:` entry is a file the worker fetches before it can load the policy
+MAX_RULE_PATH_GLOBS = 1000  # `paths` and `only_paths` globs over all the rules of the merged policy
+MAX_GLOBS = 200  # in one list such as sensitive_paths
+MAX_ONLY_PATHS = 50  # in a trusted bot's or a chain allowance's only_paths
+MAX_ENTRIES = 20  # trusted bots, chain allowances
+# Globs are counted once braces are expanded (`{a,b}/**` is two): that is what matching costs.
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _few_globs(limit: int) -> AfterValidator:
+    """At most `limit` globs in a list, braces expanded."""
+    def check(values: list[str]) -> list[str]:
+        count = sum(alternatives(v) for v in values)
+        if count > limit:
+            expanded = " once braces are expanded" if count > len(values) else ""
+            raise ValueError(f"{count} globs{expanded}; the limit is {limit}")
+        return values
+    return AfterValidator(check)
 
 
 def _glob(value: str) -> str:
@@ -97,12 +122,13 @@ def _one_or_many_of(item: Any) -> Any:
 class GlobEdit(_Strict):
     """Change an inherited list instead of replacing it."""
 
-    add: list[Glob] = Field(default_factory=list, description="patterns to add to the inherited list")
+    add: Annotated[list[Glob], _few_globs(MAX_GLOBS)] = Field(default_factory=list, max_length=MAX_GLOBS,
+                                                             description="patterns to add to the inherited list")
     remove: list[Glob] = Field(default_factory=list, description="inherited patterns to drop (a loosening)")
 
 
 class PatternEdit(_Strict):
-    add: list[Regex] = Field(default_factory=list)
+    add: list[Regex] = Field(default_factory=list, max_length=MAX_COMMAND_PATTERNS)
     remove: list[str] = Field(default_factory=list)
 
 
@@ -115,8 +141,10 @@ _NOT_LIST_OR_EDIT = "expected a list (replaces the inherited one) or a mapping w
 
 
 _LIST_OR_EDIT = Discriminator(_list_or_edit, custom_error_type="list_or_edit", custom_error_message=_NOT_LIST_OR_EDIT)
-GlobsOrEdit = Annotated[Annotated[list[Glob], Tag("list")] | Annotated[GlobEdit, Tag("edit")], _LIST_OR_EDIT]
-PatternsOrEdit = Annotated[Annotated[list[Regex], Tag("list")] | Annotated[PatternEdit, Tag("edit")], _LIST_OR_EDIT]
+GlobsOrEdit = Annotated[Annotated[list[Glob], Field(max_length=MAX_GLOBS), _few_globs(MAX_GLOBS), Tag("list")]
+                        | Annotated[GlobEdit, Tag("edit")], _LIST_OR_EDIT]
+PatternsOrEdit = Annotated[Annotated[list[Regex], Field(max_length=MAX_COMMAND_PATTERNS), Tag("list")]
+                           | Annotated[PatternEdit, Tag("edit")], _LIST_OR_EDIT]
 LabelsOrEdit = Annotated[Annotated[list[Label], Tag("list")] | Annotated[LabelEdit, Tag("edit")], _LIST_OR_EDIT]
 
 
@@ -124,7 +152,8 @@ class TrustedBot(_Strict):
     """A bot trusted for one kind of change, e.g. a dependency bot for lockfile-only updates."""
 
     login: Glob = Field(description="the bot's login (a glob, case-insensitive), e.g. 'dependabot[bot]'")
-    only_paths: Annotated[list[Glob], Field(min_length=1)] = Field(
+    only_paths: Annotated[list[Glob], Field(min_length=1, max_length=MAX_ONLY_PATHS),
+                          _few_globs(MAX_ONLY_PATHS)] = Field(
         description="the trust holds only when every changed path matches one of these")
     approvals: int = Field(default=0, ge=0, le=10, description="approvals its pull requests then need")
     labels: list[Label] = Field(default_factory=list, description="trigger labels it may apply then")
@@ -135,7 +164,7 @@ class Identities(_Strict):
     agents: list[Login] = Field(default_factory=list,
                                 description="more logins to treat as AI coding agents (adds to the built-in list)")
     bots: list[Login] = Field(default_factory=list, description="more logins to treat as bots")
-    trusted_bots: list[TrustedBot] = Field(default_factory=list)
+    trusted_bots: list[TrustedBot] = Field(default_factory=list, max_length=MAX_ENTRIES)
 
 
 class Approvals(_Strict):
@@ -173,7 +202,8 @@ class ChainAllow(_Strict):
     actor: Annotated[list[Glob], _one_or_many_of(str), Field(min_length=1)]
     labels: list[Label] = Field(default_factory=list, description="trigger labels it may apply ('*' for any)")
     commands: list[CommandWord] = Field(default_factory=list)
-    only_paths: list[Glob] | None = Field(default=None, description="every changed path must match, when set")
+    only_paths: Annotated[list[Glob], _few_globs(MAX_ONLY_PATHS)] | None = Field(
+        default=None, max_length=MAX_ONLY_PATHS, description="every changed path must match, when set")
     workflows: list[Glob] | None = Field(default=None,
                                          description="workflow files or names whose runs it may start")
 
@@ -186,7 +216,7 @@ class Chains(_Strict):
     trigger_labels: LabelsOrEdit = Field(default_factory=lambda: list(model.TRIGGER_LABELS))
     protected_environments: GlobsOrEdit = Field(default_factory=lambda: list(model.PROTECTED_ENVIRONMENTS))
     remove_bot_labels: bool = True
-    allow: list[ChainAllow] = Field(default_factory=list)
+    allow: list[ChainAllow] = Field(default_factory=list, max_length=MAX_ENTRIES)
     ci_events: LabelsOrEdit = Field(default_factory=lambda: list(model.CI_EVENTS),
                                     description="workflow-run events that are ordinary CI when a bot starts them")
 
@@ -212,6 +242,12 @@ class When(_Strict):
     body: Regex | None = Field(default=None, description="regex searched in the description (case-insensitive)")
     draft: bool | None = None
     fork: bool | None = Field(default=None, description="the head is in another repository")
+
+    def pattern_count(self) -> int:
+        """Globs (braces expanded) and regular expressions the condition matches with."""
+        lists = (self.login, self.branch, self.head_branch, self.paths, self.only_paths)
+        globs = sum(alternatives(g) for x in lists if x is not None for g in x)
+        return globs + (self.title is not None) + (self.body is not None)
 
 
 class Message(_Strict):
@@ -247,6 +283,10 @@ class Rule(_Strict):
         if len(given) != 1:
             raise ValueError("a rule needs exactly one of allow, require, block"
                              + (f" (found {', '.join(given)})" if given else ""))
+        count = self.when.pattern_count() + (self.unless.pattern_count() if self.unless is not None else 0)
+        if count > MAX_PATTERNS_PER_RULE:
+            raise ValueError(f"the rule matches with {count} globs (braces expanded) and patterns; the limit is "
+                             f"{MAX_PATTERNS_PER_RULE} per rule (`when` and `unless` together)")
         return self
 
     @property
@@ -262,7 +302,7 @@ class PolicyDocument(_Strict):
 
     version: Literal[1] = Field(description="the language version; always 1")
     extends: Annotated[list[ExtendsRef], _one_or_many_of(str)] = Field(
-        default_factory=list,
+        default_factory=list, max_length=MAX_EXTENDS,
         description="preset:NAME (shipped with agentgate) or org:REPO (the org's REPO/.agentgate.yml, "
                     "usually org:.github), applied in order before this file")
     identities: Identities = Field(default_factory=lambda: Identities())
@@ -278,7 +318,8 @@ class PolicyDocument(_Strict):
     task: Task = Field(default_factory=lambda: Task())
     limits: Limits = Field(default_factory=lambda: Limits())
     chains: Chains = Field(default_factory=lambda: Chains())
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES,
+                              description=f"at most {MAX_RULES}, counting those inherited through extends")
 
 
 def json_schema() -> dict[str, Any]:

@@ -85,7 +85,14 @@ def load_located(text: str) -> Located:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
         raise YamlError(1, 1, f"the file is {size} bytes; the limit is {MAX_BYTES}")
-    loader = _BoundedLoader(text)
+    try:
+        # The reader rejects unprintable characters (NUL, lone surrogates...) as soon as it is built.
+        loader = _BoundedLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise YamlError(line, col, f"unacceptable character {chr(exc.character)!r} (#x{exc.character:04x}): "
+                                   "YAML allows only printable characters") from exc
     try:
         root = loader.get_single_node()
         located = Located(None)
@@ -120,7 +127,10 @@ class _Builder:
         if isinstance(node, ScalarNode):
             if node.tag not in _PLAIN_TAGS:
                 raise YamlError(*_pos(node.start_mark), f"unsupported tag {node.tag!r}")
-            return self.loader.construct_object(node, deep=True)
+            try:
+                return self.loader.construct_object(node, deep=True)
+            except ValueError as exc:  # an integer of more digits than Python converts (4300)
+                raise YamlError(*_pos(node.start_mark), f"{node.value[:20]!r}... is too long a number") from exc
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ_TAG:
                 raise YamlError(*_pos(node.start_mark), f"unsupported tag {node.tag!r}")

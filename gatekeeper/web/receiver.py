@@ -68,8 +68,8 @@ def _parse_body(body: bytes, content_type: str) -> dict[str, Any] | None:
             form = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=True)
             body = form["payload"][0].encode("utf-8")
         payload = json.loads(body)
-    except (ValueError, KeyError, UnicodeDecodeError):
-        return None
+    except (ValueError, KeyError, UnicodeDecodeError, RecursionError):
+        return None  # RecursionError: JSON nested deeper than the parser goes is malformed, not ours
     return payload if isinstance(payload, dict) else None
 
 
