@@ -93,7 +93,7 @@ class MemoryForge:
     def get_issue(self, number: int) -> Issue | None:
         return None
 
-    def issue_events(self, number: int) -> list[IssueEvent]:
+    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
         return []
 
     def get_workflow_run(self, run_id: int) -> WorkflowRun | None:

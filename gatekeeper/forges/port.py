@@ -214,7 +214,7 @@ class Forge(Protocol):
 
     def get_issue(self, number: int) -> Issue | None: ...
 
-    def issue_events(self, number: int) -> list[IssueEvent]:
+    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
         """An issue's or pull request's history (assignments, labels, links), oldest first."""
         ...
 

@@ -130,7 +130,7 @@ class RecordingForge:
         return Issue(number, issue.get("state", "open"), tuple(x["name"] for x in issue.get("labels") or []),
                      tuple(a["login"] for a in issue.get("assignees") or []), bool(issue.get("pull_request")))
 
-    def issue_events(self, number: int) -> list[IssueEvent]:
+    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
         return []
 
     def get_workflow_run(self, run_id: int) -> WorkflowRun | None:

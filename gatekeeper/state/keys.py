@@ -153,7 +153,7 @@ def permission(platform: str, repo: str, login: str) -> str:
     return key("perm", platform, repo, login.lower())
 
 
-def issue_events(platform: str, repo: str, number: int) -> str:
+def issue_events(platform: str, repo: str, number: int | str) -> str:
     return key("issue-events", platform, repo, number)
 
 

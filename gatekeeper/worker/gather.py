@@ -188,20 +188,21 @@ def via_app(conn: redis.Redis, forge: Forge, pr: PullRequest) -> str | None:
     return cached(conn, keys.via_app(forge.platform, forge.repo, pr.number), keys.VIA_APP_TTL, read) or None
 
 
-def issue_events(conn: redis.Redis, forge: Forge, number: int) -> list[IssueEvent]:
-    """An issue's or PR's history, shared briefly by the evaluations that read it."""
+def issue_events(conn: redis.Redis, forge: Forge, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
+    """An issue's or PR's history, shared briefly by the evaluations that read it. Some platforms number
+    issues and pull requests apart, so the two are asked and cached apart."""
     def read() -> str:
-        return json.dumps([asdict(e) for e in forge.issue_events(number)])
+        return json.dumps([asdict(e) for e in forge.issue_events(number, pull_request=pull_request)])
 
-    raw = json.loads(cached(conn, keys.issue_events(forge.platform, forge.repo, number), keys.ISSUE_EVENTS_TTL,
-                            read) or "[]")
+    name = keys.issue_events(forge.platform, forge.repo, f"pr{number}" if pull_request else number)
+    raw = json.loads(cached(conn, name, keys.ISSUE_EVENTS_TTL, read) or "[]")
     return [IssueEvent(e["kind"], User.from_dict(e.get("actor")), User.from_dict(e.get("assignee")), e.get("label"),
                        e.get("at") or "", e.get("other")) for e in raw]
 
 
 def forget_issue_events(conn: redis.Redis, platform: str, repo: str, number: int) -> None:
     """A delivery said the issue changed: its cached history is stale."""
-    conn.delete(keys.issue_events(platform, repo, number))
+    conn.delete(keys.issue_events(platform, repo, number), keys.issue_events(platform, repo, f"pr{number}"))
 
 
 # ---- task context: who set the agent on this work ----------------------------------------------------
@@ -285,7 +286,7 @@ def requesters(conn: redis.Redis, forge: Forge, pr: PullRequest, who: Callable[[
         found |= {store_text(m) for m in conn.smembers(keys.requesters(platform, repo, n))}
     for agent in agents:
         found |= {store_text(f).split(":", 1)[1] for f in conn.hkeys(keys.agent_requesters(platform, repo, agent))}
-    own = issue_events(conn, forge, pr.number)
+    own = issue_events(conn, forge, pr.number, pull_request=True)
     linked = list(dict.fromkeys([*tasks, *(e.other for e in own if e.kind in ("connected", "cross-referenced")
                                            and e.other and e.other != pr.number)]))
     histories = [own] + [issue_events(conn, forge, n) for n in linked[:MAX_LINKED_HISTORIES]]

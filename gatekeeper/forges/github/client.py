@@ -245,7 +245,7 @@ class GitHubForge:
                      tuple(a["login"] for a in data.get("assignees") or []), bool(data.get("pull_request")),
                      app_name(data.get("performed_via_github_app")))
 
-    def issue_events(self, number: int) -> list[IssueEvent]:
+    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
         """The issue's timeline: assignments, labels, and the links between issues and pull requests."""
         try:
             with self._calls():

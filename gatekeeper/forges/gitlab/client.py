@@ -451,10 +451,10 @@ class GitLabForge:
                      tuple(str(label) for label in labels if label),
                      tuple(str(a.get("username")) for a in raw.get("assignees") or [] if a.get("username")))
 
-    def issue_events(self, number: int) -> list[IssueEvent]:
-        """A merge request's (if this job read one by that number) or an issue's history: label events,
-        assignments (from GitLab's system notes) and, for a merge request, the issues it closes."""
-        noun = "merge_requests" if number in self._mrs else "issues"
+    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
+        """A merge request's or an issue's history (GitLab numbers them apart): label events, assignments
+        (from GitLab's system notes) and, for a merge request, the issues it closes."""
+        noun = "merge_requests" if pull_request else "issues"
         base = f"{self._path}/{noun}/{int(number)}"
         labels, _ = self._list(f"{base}/resource_label_events", max_pages=NOTES_MAX_PAGES, absent=(404,))
         if labels is None:
