@@ -31,6 +31,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.delivery_latency
+	$(BIN)/python -m bench.throughput
+	command -v wrk >/dev/null || apt-get install -y -qq wrk  # the receiver benchmark's load generator
 	$(BIN)/python -m bench.receiver
 
 clean:
