@@ -50,6 +50,17 @@ CASES = [
 ]
 
 
+def _evaluate(settings, redis_conn, platform: str, installation: int | None) -> str:
+    """The verdict of PR (or MR) 7 through the one pipeline, with the forge the settings configure."""
+    rt = build_runtime(settings, redis_conn)
+    rt.queue = JobQueue(redis_conn, settings.queue_name, is_async=False)
+    runtime.configure(rt)
+    try:
+        return str(jobs.evaluate(platform=platform, repo=REPO, number=7, installation=installation)["outcome"])
+    finally:
+        runtime.configure(None)
+
+
 def _github(case: Case, settings, redis_conn) -> str:
     private, public = app_key_pair()
     state = FakeState(app_id=4242, public_key_pem=public)
@@ -66,13 +77,7 @@ def _github(case: Case, settings, redis_conn) -> str:
         state.add_review(REPO, 7, "maria" if who == "human" else "dependabot[bot]", "APPROVED")
     with running_fake_github(state) as fake:
         configured = replace(settings, github_app_id="4242", github_private_key=private, github_api_url=fake.url)
-        rt = build_runtime(configured, redis_conn)
-        rt.queue = JobQueue(redis_conn, configured.queue_name, is_async=False)
-        runtime.configure(rt)
-        try:
-            return str(jobs.evaluate(platform="github", repo=REPO, number=7, installation=INSTALLATION)["outcome"])
-        finally:
-            runtime.configure(None)
+        return _evaluate(configured, redis_conn, "github", INSTALLATION)
 
 
 def _gitlab(case: Case, settings, redis_conn) -> str:
@@ -93,14 +98,7 @@ def _gitlab(case: Case, settings, redis_conn) -> str:
     for who in case.approvals:
         state.approve(REPO, 7, "maria" if who == "human" else other_bot)
     with running_fake_gitlab(state) as fake:
-        configured = replace(settings, gitlab_url=fake.url, gitlab_token=state.token)
-        rt = build_runtime(configured, redis_conn)
-        rt.queue = JobQueue(redis_conn, configured.queue_name, is_async=False)
-        runtime.configure(rt)
-        try:
-            return str(jobs.evaluate(platform="gitlab", repo=REPO, number=7, installation=None)["outcome"])
-        finally:
-            runtime.configure(None)
+        return _evaluate(replace(settings, gitlab_url=fake.url, gitlab_token=state.token), redis_conn, "gitlab", None)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
