@@ -167,7 +167,7 @@ def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path, *,
     gate = Agentgate(url, env, fake, tmp_path, redis_url=redis_url)
     fake.state.hook_url, fake.state.hook_secret = f"{url}/webhooks/github", SECRET
     try:
-        _wait_ready(url, server, log_path)
+        wait_ready(url, server, log_path)
         yield gate
     finally:
         for worker in gate.workers:
@@ -181,7 +181,7 @@ def running_agentgate(fake: FakeGitHub, private_key_pem: str, tmp_path: Path, *,
             conn.flushdb()
 
 
-def _wait_ready(url: str, server: subprocess.Popen[str], log_path: Path) -> None:
+def wait_ready(url: str, server: subprocess.Popen[Any], log_path: Path) -> None:
     # Waiting for a process to start listening is the one wait here; it is bounded and checks the
     # process has not died, so a broken server fails fast with its own error output.
     deadline = time.monotonic() + 30

@@ -7,11 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,11 +21,11 @@ import requests
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
+from tests.e2e import E2E_REDIS_URL, agentgate_bin, free_port, wait_ready
 from tests.fakegitlab import FakeGitLab, FakeGitLabState, running_fake_gitlab
 
 pytestmark = pytest.mark.e2e
 
-E2E_REDIS_URL = os.environ.get("AGENTGATE_E2E_REDIS_URL", "redis://127.0.0.1:6379/14")
 FIXTURES = Path(__file__).parent / "fixtures" / "gitlab"
 WEBHOOK_TOKEN = "gitlab-webhook-secret"  # noqa: S105 - the test's own webhook secret
 REPO = "acme/widgets"
@@ -37,16 +33,6 @@ AGENT = "project_12_bot_8c1e2f"  # a project access-token bot, as GitLab names t
 HUMAN = "hana"
 MAINTAINER = "maria"
 HEAD = "1" * 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def agentgate_bin() -> str:
-    return shutil.which("agentgate", path=str(Path(sys.executable).parent)) or "agentgate"
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -110,18 +96,7 @@ def running_gate(fake: FakeGitLab, tmp_path: Path) -> Iterator[Gate]:
                                   stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the one wait: a process starting to listen (bounded; a dead server fails at once)
-            if server.poll() is not None:
-                raise AssertionError(f"agentgate serve exited: {log_path.read_text()}")
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("agentgate serve did not become ready in 30 s")
-            time.sleep(0.05)
+        wait_ready(url, server, log_path)
         yield Gate(url, env, fake)
     finally:
         server.terminate()

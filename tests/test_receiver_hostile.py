@@ -22,7 +22,7 @@ import requests
 
 from gatekeeper.web.app import BODY_SECONDS
 from tests.conftest import SECRET, github_fixture, sign
-from tests.e2e import E2E_REDIS_URL, agentgate_bin, free_port
+from tests.e2e import E2E_REDIS_URL, agentgate_bin, free_port, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -49,16 +49,7 @@ def serving(tmp_path: Path) -> Iterator[Server]:
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:  # waiting for the server to listen: the one bounded wait here
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "agentgate serve did not start"
-            time.sleep(0.05)
+        wait_ready(url, proc, log_path)
         yield Server(url, port, conn)
     finally:
         proc.terminate()
