@@ -262,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the text of each extends: org:REPO file, in the order the policy names them")
     p.add_argument("--json", action="store_true", help="print the verdict and facts as JSON")
     p.set_defaults(func=cmd_simulate)
+
+    # Commands with modules of their own; each adds its parsers (imports stay lazy until it runs).
+    from gatekeeper.cli import doctor, setup, tokens
+
+    tokens.register(sub)
+    doctor.register(sub)
+    setup.register(sub)
     return parser
 
 

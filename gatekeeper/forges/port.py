@@ -210,6 +210,10 @@ class Forge(Protocol):
 
     def branch_sha(self, branch: str) -> str | None: ...
 
+    def default_branch(self) -> str:
+        """The repository's default branch (where agent-token policy is read)."""
+        ...
+
     def get_commit(self, sha: str) -> Commit | None: ...
 
     def get_issue(self, number: int) -> Issue | None: ...
@@ -322,3 +326,46 @@ class DeliveryLogs(Protocol):
     """The delivery log of each platform the worker serves; None where the platform keeps none."""
 
     def __call__(self, platform: str) -> DeliveryLog | None: ...
+
+
+# ---- just-in-time credentials for agents (gatekeeper/tokens/): each adapter provides a TokenIssuer
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    """A platform token minted for an agent. `token` is handed to the agent once and otherwise kept only
+    encrypted (to revoke it); `handle` is what else the platform needs to revoke it (GitLab: the
+    project access token's id; GitHub: nothing, the token itself revokes itself)."""
+
+    token: str
+    expires_at: float  # epoch seconds, the platform's own expiry (agentgate revokes sooner, at the ttl)
+    permissions: dict[str, str]
+    handle: str = ""
+
+
+class TokenIssuer(Protocol):
+    """Mints and revokes tokens restricted to one repository and a set of permissions."""
+
+    platform: str
+
+    def reader(self, repo: str) -> Forge:
+        """A forge that reads this repository (its default branch's policy, the task) as agentgate, or
+        ForgeError when agentgate is not installed there."""
+        ...
+
+    def mint(self, repo: str, permissions: dict[str, str], ttl: int, name: str) -> MintedToken:
+        """A token for `repo` only, with exactly `permissions` (GitHub App permission names and levels),
+        living at most `ttl` seconds where the platform can say so. `name` labels it where the platform
+        shows tokens (GitLab)."""
+        ...
+
+    def revoke(self, repo: str, token: str, handle: str) -> None:
+        """Revoke it now. A token the platform already considers dead counts as revoked; any other
+        failure raises ForgeError (the caller retries)."""
+        ...
+
+
+class TokenIssuers(Protocol):
+    """The issuer of each platform agentgate is configured for; None where it is not."""
+
+    def __call__(self, platform: str) -> TokenIssuer | None: ...

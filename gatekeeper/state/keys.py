@@ -275,3 +275,53 @@ def gitlab_self(token: str) -> str:
 
 def gitlab_status_checks(repo: str) -> str:
     return key("gitlab", "status-checks", repo)
+
+
+# -- agent tokens: just-in-time credentials (gatekeeper/tokens/). Tokens are kept only encrypted (to
+# revoke them) and as their SHA-256; an agent key only as its SHA-256.
+AGENT_TOKEN_KEEP = 30 * DAY  # a token's record (never the token) after it expired or was revoked
+OIDC_DISCOVERY_TTL = 3600  # an issuer's discovery document and key set
+OIDC_REFETCH_FLOOR = 60  # at most one key-set fetch per issuer this often, however many unknown `kid`s
+AGENT_TOKENS_ACTIVE = key("agent-tokens", "active")  # sorted set: token id -> when agentgate revokes it
+
+
+def agent_token(token_id: str) -> str:
+    """Hash: one issued token's record (agent, requester, repository, task, permissions, state, the token
+    encrypted, its SHA-256)."""
+    return key("agent-token", token_id)
+
+
+def agent_tokens_of_task(platform: str, repo: str, task: int) -> str:
+    return key("agent-tokens", "task", platform, repo, task)
+
+
+def agent_tokens_of_repo(platform: str, repo: str) -> str:
+    return key("agent-tokens", "repo", platform, repo)
+
+
+AGENT_KEYS = key("agent-keys")  # hash: agent name -> JSON {sha256, created_at}
+
+
+def agent_key(digest: str) -> str:
+    """An agent key's SHA-256 -> the agent's name."""
+    return key("agent-key", digest)
+
+
+def oidc_keys(issuer: str) -> str:
+    """An OIDC issuer's discovery document and JWKS (JSON), fetched through its discovery document."""
+    return key("oidc", "keys", hashlib.sha256(issuer.encode()).hexdigest()[:24])
+
+
+def oidc_refetch(issuer: str) -> str:
+    """Set for OIDC_REFETCH_FLOOR seconds after a key-set fetch: an unknown `kid` waits for it to lapse."""
+    return key("oidc", "refetch", hashlib.sha256(issuer.encode()).hexdigest()[:24])
+
+
+def installation_tokens_of(platform: str, repo: str) -> str:
+    """Set: the cache keys of agentgate's own tokens for a repository (dropped when uninstalled there)."""
+    return key("tokens-of", platform, repo)
+
+
+# -- operations (issue 11): histograms and gauges the dashboard and /metrics read
+METRIC_HISTOGRAMS = key("metrics", "histograms")
+METRIC_GAUGES = key("metrics", "gauges")

@@ -898,3 +898,8 @@ def _control_routes(app: Flask, state: FakeState) -> None:
         req = request.get_json(force=True)
         tok = state.issue_token(req["installation_id"], req.get("repositories"), req.get("permissions"))
         return jsonify({"token": tok.token, "expires_at": iso(tok.expires_at)})
+
+
+# Routes kept in modules of their own register themselves with `route` when imported; importing them
+# here, after every name above exists, puts them in ROUTES before any app is created.
+from . import admin, manifests  # noqa: E402,F401

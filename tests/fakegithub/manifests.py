@@ -1,0 +1,3 @@
+"""Fake GitHub routes: the App-manifest flow agentgate setup github drives (being built)."""
+
+from __future__ import annotations
