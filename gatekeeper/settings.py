@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
-PERIODIC_JOBS = ("redeliver", "reconcile", "recover")
+PERIODIC_JOBS = ("redeliver", "reconcile", "recover", "expire")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
@@ -32,6 +32,21 @@ def _periodic(raw: str | None) -> tuple[str, ...]:
 def _split_secrets(raw: str | None) -> tuple[str, ...]:
     # Several secrets may be configured at once so a secret can be rotated without dropping deliveries.
     return tuple(s.strip() for s in (raw or "").split(",") if s.strip())
+
+
+def _issuers(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """`ISSUER=AUDIENCE,ISSUER=AUDIENCE` -> ((issuer, audience), ...). An issuer without an audience is
+    refused: a token minted for any other relying party must not be accepted here."""
+    pairs = []
+    for item in (raw or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        issuer, sep, audience = item.rpartition("=")
+        if not sep or not issuer.strip() or not audience.strip():
+            raise ValueError(f"AGENTGATE_OIDC_ISSUERS: {item!r} is not ISSUER=AUDIENCE")
+        pairs.append((issuer.strip().rstrip("/"), audience.strip()))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,15 @@ class Settings:
     worker_lease: int = 30
     # How often a worker runs RQ's maintenance (and takes over the scheduler of a dead worker).
     worker_maintenance_interval: int = 60
+    # ---- agent tokens (docs/tokens.md)
+    oidc_issuers: tuple[tuple[str, str], ...] = ()  # (issuer, audience)
+    # Fernet keys (comma-separated, newest first) that encrypt issued tokens at rest; without one a key is
+    # derived from the platform credentials (the App's private key, the GitLab token).
+    token_keys: tuple[str, ...] = field(default=(), repr=False)
+    expire_interval: int = 15  # how often agent tokens whose ttl passed are revoked (seconds)
+    max_active_tokens: int = 10  # per agent and repository, at once
+    # ---- operations
+    admin_token: str | None = field(default=None, repr=False)  # opens /dashboard
 
     @property
     def has_github_credentials(self) -> bool:
@@ -114,4 +138,9 @@ class Settings:
             reconcile_max_evaluations=_seconds(env, "AGENTGATE_RECONCILE_MAX_EVALUATIONS", 25),
             worker_lease=_seconds(env, "AGENTGATE_WORKER_LEASE", 30),
             worker_maintenance_interval=_seconds(env, "AGENTGATE_WORKER_MAINTENANCE_INTERVAL", 60),
+            oidc_issuers=_issuers(env.get("AGENTGATE_OIDC_ISSUERS")),
+            token_keys=_split_secrets(env.get("AGENTGATE_TOKEN_KEYS")),
+            expire_interval=_seconds(env, "AGENTGATE_EXPIRE_INTERVAL", 15),
+            max_active_tokens=_seconds(env, "AGENTGATE_MAX_ACTIVE_TOKENS", 10),
+            admin_token=env.get("AGENTGATE_ADMIN_TOKEN") or None,
         )

@@ -325,3 +325,17 @@ def installation_tokens_of(platform: str, repo: str) -> str:
 # -- operations (issue 11): histograms and gauges the dashboard and /metrics read
 METRIC_HISTOGRAMS = key("metrics", "histograms")
 METRIC_GAUGES = key("metrics", "gauges")
+
+
+def decision_history(platform: str, repo: str, number: int) -> str:
+    """List: a pull request's decision ids, newest first (the details page's verdict history)."""
+    return key("decision-history", platform, repo, number)
+
+
+DECISION_HISTORY_KEEP = 50
+DASHBOARD_SESSION_TTL = 8 * 3600  # a browser signed in to the dashboard
+
+
+def dashboard_session(digest: str) -> str:
+    """A dashboard sign-in, by the SHA-256 of its cookie value."""
+    return key("dashboard-session", digest)

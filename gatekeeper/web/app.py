@@ -40,10 +40,12 @@ def create_app(settings: Settings, conn: redis.Redis | None = None) -> Flask:
     conn = conn if conn is not None else store.connect(settings.redis_url)
     app.extensions["agentgate"] = AppContext(settings, conn, JobQueue(conn, settings.queue_name))
 
-    from gatekeeper.web import pages, receiver
+    from gatekeeper.web import dashboard, pages, receiver, tokens_api
 
     app.register_blueprint(receiver.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    app.register_blueprint(tokens_api.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
