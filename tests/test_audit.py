@@ -63,7 +63,7 @@ def test_cli_exports_jsonl_and_csv(redis_conn, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out) == entry.to_dict()
     assert cli.main(["audit", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("at,platform,delivery") and lines[1].endswith("main,1 commit(s) forced")
+    assert lines[0].startswith("at,platform,delivery") and lines[1].endswith("main,1 commit(s) forced,")
     assert cli.main(["audit", "--kind", "human"]) == 0
     assert capsys.readouterr().out == ""
 

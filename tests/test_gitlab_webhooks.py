@@ -199,8 +199,10 @@ def test_issue_assignment_and_task_changes():
     same_fields(events[0], github_webhooks.parse("issues", github_fixture("issues.assigned.1"), "d")[0])
     payload = fixture("issue.json")
     payload["object_attributes"]["action"] = "update"
-    [task] = parse("Issue Hook", payload, "d")  # the example's labels: API -> Platform
-    assert (task.kind, task.subject, task.data) == ("task", 23, {"action": "labeled"})
+    task, untask = parse("Issue Hook", payload, "d")  # the example's labels: API -> Platform
+    assert (task.kind, task.subject, task.data) == ("task", 23, {"action": "labeled", "label": "Platform"})
+    # Each removed label by name: removing the one that approved the task revokes its agent tokens.
+    assert (untask.kind, untask.data) == ("task", {"action": "unlabeled", "label": "API"})
     same_fields(task, github_webhooks.parse("issues", github_fixture("issues.labeled.1"), "d")[0])
     for action, expected in (("close", "closed"), ("reopen", "reopened")):
         payload = fixture("issue.json")

@@ -76,7 +76,17 @@ def test_policy_imports_only_policy_and_core(path):
 
 
 WORKER_MAY = ("gatekeeper.core", "gatekeeper.policy", "gatekeeper.forges.port", "gatekeeper.state",
-              "gatekeeper.settings", "gatekeeper.worker")
+              "gatekeeper.settings", "gatekeeper.worker", "gatekeeper.tokens.revoke", "gatekeeper.tokens.audit")
+# Agent tokens: authentication, the grant's facts and revocation. Platforms only through the port.
+TOKENS_MAY = ("gatekeeper.core", "gatekeeper.policy", "gatekeeper.forges.port", "gatekeeper.state",
+              "gatekeeper.settings", "gatekeeper.tokens", "gatekeeper.worker.gather")
+
+
+@pytest.mark.parametrize("path", _modules("tokens"), ids=lambda p: p.name)
+def test_tokens_reach_platforms_only_through_the_port(path):
+    """Issuing and revoking agent tokens never names an adapter: each platform's TokenIssuer does."""
+    wrong = {m for m in _internal(path) if not _allowed(m, TOKENS_MAY)}
+    assert not wrong, f"{path.name} imports {sorted(wrong)}"
 
 
 @pytest.mark.parametrize("path", _modules("worker"), ids=lambda p: p.name)

@@ -77,8 +77,27 @@ def test_title_body_draft_and_close_reevaluate():
     """Rules read titles, bodies and draft state; a closed PR leaves its head's status to the others."""
     for action in ("edited", "converted_to_draft", "closed"):
         payload = _fixture("pull_request.opened.1", action=action)
-        ev = _only(_parse("pull_request", payload))
+        ev = _parse("pull_request", payload)[0]
         assert ev.kind == "evaluate" and ev.evaluates_only
+
+
+def test_a_closed_pull_request_is_also_a_closed_task():
+    """A pull request can be an agent's task: closing it also reports a closed task (its tokens go)."""
+    events = _parse("pull_request", _fixture("pull_request.opened.1", action="closed"))
+    assert [e.kind for e in events] == ["evaluate", "task"]
+    assert events[1].data == {"action": "closed", "is_pull_request": True}
+
+
+def test_uninstalling_names_each_repository():
+    """The App removed from repositories, or uninstalled: one `uninstalled` event per repository."""
+    payload = _fixture("installation.deleted.1")
+    events = _parse("installation", payload)
+    assert [e.repo for e in events] == [r["full_name"] for r in payload["repositories"]]
+    assert all(e.kind == "uninstalled" and e.installation == payload["installation"]["id"] for e in events)
+    removed = {"action": "removed", "installation": {"id": 5}, "sender": payload["sender"],
+               "repositories_removed": [{"id": 1, "full_name": "acme/widgets", "name": "widgets"}]}
+    assert [(e.kind, e.repo) for e in _parse("installation_repositories", removed)] == [("uninstalled", "acme/widgets")]
+    assert _parse("installation", _fixture("installation.created.1")) == []
 
 
 def test_edited_review_is_judged_as_an_edited_comment():

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from gatekeeper.core.facts import TaskRef, permission_at_least
 
-# Permission levels a token can carry, weakest first (GitHub App permission levels).
+# Permission levels a token can carry, weakest first.
 LEVELS = ("read", "write", "admin")
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import redis
 
-from gatekeeper.forges.port import Capability, DeliveryLog, DeliveryLogs, Forge, ForgeError, ForgeFactory
+from gatekeeper.forges.port import (
+    Capability,
+    DeliveryLog,
+    DeliveryLogs,
+    Forge,
+    ForgeError,
+    ForgeFactory,
+    TokenIssuer,
+    TokenIssuers,
+)
 from gatekeeper.settings import Settings
 
 
@@ -47,9 +56,30 @@ def delivery_logs(settings: Settings, conn: redis.Redis) -> DeliveryLogs:
     return open_log
 
 
+def token_issuers(settings: Settings, conn: redis.Redis) -> TokenIssuers:
+    """Who mints agent tokens on each platform; None where agentgate holds no credentials to do it (dev
+    mode records actions but never invents a credential)."""
+
+    def open_issuer(platform: str) -> TokenIssuer | None:
+        if settings.dry_run:
+            return None
+        if platform == "github" and settings.has_github_credentials:
+            from gatekeeper.forges.github.tokens import token_issuer as github_issuer
+
+            return github_issuer(settings, conn)
+        if platform == "gitlab" and settings.gitlab_url and settings.gitlab_token:
+            from gatekeeper.forges.gitlab.tokens import token_issuer as gitlab_issuer
+
+            return gitlab_issuer(settings, conn)
+        return None
+
+    return open_issuer
+
+
 def build_runtime(settings: Settings, conn: redis.Redis):  # type: ignore[no-untyped-def]
     """The worker's runtime for these settings: the store, the queue, and the forges they configure."""
     from gatekeeper.state.queue import JobQueue
     from gatekeeper.worker.runtime import Runtime
 
-    return Runtime(settings, conn, forge_factory(settings, conn), JobQueue(conn, settings.queue_name))
+    return Runtime(settings, conn, forge_factory(settings, conn), JobQueue(conn, settings.queue_name),
+                   token_issuers(settings, conn))

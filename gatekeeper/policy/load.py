@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from gatekeeper.core.grants import AgentMatch, TokenRule
 from gatekeeper.policy import model, schema
 from gatekeeper.policy.globs import GlobSet, alternatives
 from gatekeeper.policy.model import DEFAULT_POLICY, ConfigError, InvalidPolicy, Policy
@@ -422,6 +423,11 @@ def compile_document(document: schema.PolicyDocument, *, source: str, origins: t
         limits=model.Limits(document.limits.files, document.limits.lines),
         rules=tuple(_compile_rule(rule, i, origins[i] if i < len(origins) else source, expand)
                     for i, rule in enumerate(document.rules)),
+        tokens=tuple(TokenRule(agents=tuple(AgentMatch(issuer=(a.issuer or "").rstrip("/"), subject=a.subject or "",
+                                                       claims=dict(a.claims), key=a.key or "")
+                                            for a in rule.agents),
+                               permissions=dict(rule.permissions), ttl=rule.ttl)
+                     for rule in document.tokens),
         layers=layers,
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from gatekeeper.core.grants import TokenRule
 from gatekeeper.policy.globs import GlobSet
 from gatekeeper.policy.pathindex import PathIndex
 from gatekeeper.policy.patterns import Pattern
@@ -224,6 +225,7 @@ class Policy:
     trusted_bots: tuple[TrustedBot, ...] = ()
     limits: Limits = field(default_factory=Limits)
     rules: tuple[Rule, ...] = ()
+    tokens: tuple[TokenRule, ...] = ()  # agent-token grants; honoured only from the default branch
     # What the policy was built from, in precedence order (lowest first), e.g. ("preset:strict", ".agentgate.yml").
     layers: tuple[str, ...] = field(default=(), compare=False)
 

@@ -10,6 +10,7 @@ default, so `version: 1` alone decides exactly like having no file at all.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -294,6 +295,87 @@ class Rule(_Strict):
         return "block" if self.block is not None else "require" if self.require is not None else "allow"
 
 
+# ---- tokens: just-in-time credentials for agents (read only from the default branch)
+
+MAX_TOKEN_RULES = 20
+# Repository permissions a platform token may carry (GitHub App permission names; GitLab maps them to
+# scopes and an access level, see forges/gitlab/tokens.py). Organisation and account permissions are
+# not grantable: a token is for one repository.
+TokenPermissionName = Literal[
+    "actions", "administration", "checks", "contents", "deployments", "discussions", "environments", "issues",
+    "metadata", "packages", "pages", "pull_requests", "repository_projects", "security_events", "statuses",
+    "workflows"]
+TokenLevel = Literal["read", "write", "admin"]
+# Issuers whose subjects name a whole platform's tenants: a `subject` for them must fix the owner (org or
+# group) literally, or any repository on that platform could mint an ID token that matches.
+SHARED_ISSUERS = {"https://token.actions.githubusercontent.com": "repo:", "https://gitlab.com": "project_path:"}
+MIN_TTL, MAX_TTL = 60, 3600  # GitHub's installation tokens live an hour and cannot be shortened
+
+
+def _duration(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30m, 1h or 900s")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", str(value))
+        if match is None:
+            raise ValueError("a duration such as 30m, 1h or 900s")
+        seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if not MIN_TTL <= seconds <= MAX_TTL:
+        raise ValueError(f"between {MIN_TTL // 60} minute and {MAX_TTL // 60} minutes")
+    return seconds
+
+
+Duration = Annotated[int, BeforeValidator(_duration, json_schema_input_type=str | int)]
+ClaimGlob = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+ClaimName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=64)]
+AgentKeyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class TokenAgent(_Strict):
+    """Who may ask: the ID tokens of one OIDC issuer whose `sub` (and other claims) match, or one agent
+    key (`agentgate agents add NAME`)."""
+
+    issuer: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=300)] | None = Field(
+        default=None, description="an OIDC issuer listed in AGENTGATE_OIDC_ISSUERS")
+    subject: ClaimGlob | None = Field(default=None, description="a glob on `sub`: `*` matches anything, `:` "
+                                                                "and `/` included; `?` one character")
+    claims: dict[ClaimName, ClaimGlob] = Field(default_factory=dict, max_length=20,
+                                               description="globs other claims must match, e.g. job_workflow_ref")
+    key: AgentKeyName | None = Field(default=None, description="an agent key's name")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TokenAgent:
+        if (self.issuer is None) == (self.key is None):
+            raise ValueError("an agent is either an `issuer` (with `subject`) or a `key`")
+        if self.key is not None and (self.subject is not None or self.claims):
+            raise ValueError("`subject` and `claims` go with an `issuer`, not a `key`")
+        if self.issuer is not None:
+            if not self.subject:
+                raise ValueError("an `issuer` needs a `subject` glob: without it every identity the issuer "
+                                 "vouches for would match")
+            prefix = SHARED_ISSUERS.get(self.issuer.rstrip("/"))
+            if prefix is not None:
+                owner = self.subject[len(prefix):].split("/", 1)[0] if self.subject.startswith(prefix) else ""
+                if not owner or "*" in owner or "?" in owner or "/" not in self.subject[len(prefix):]:
+                    raise ValueError(f"for {self.issuer} the subject must start with {prefix}OWNER/ with the owner "
+                                     f"written out (e.g. {prefix}acme/agent-runner:*): this issuer signs for "
+                                     "every repository on the platform")
+            elif self.subject.strip("*?") == "":
+                raise ValueError("the subject must name something: `*` alone matches every identity")
+        return self
+
+
+class TokenRule(_Strict):
+    """A grant: which agents may ask, the most their token may carry, and for how long."""
+
+    agents: Annotated[list[TokenAgent], Field(min_length=1, max_length=20)]
+    permissions: Annotated[dict[TokenPermissionName, TokenLevel], Field(min_length=1)] = Field(
+        description="the most a token may carry; an agent that names none gets exactly these")
+    ttl: Duration = Field(default=1800, description="how long a token lives at most: 1m to 1h (e.g. 30m)")
+
+
 class PolicyDocument(_Strict):
     """An `.agentgate.yml` file, language version 1."""
 
@@ -320,6 +402,9 @@ class PolicyDocument(_Strict):
     chains: Chains = Field(default_factory=lambda: Chains())
     rules: list[Rule] = Field(default_factory=list, max_length=MAX_RULES,
                               description=f"at most {MAX_RULES}, counting those inherited through extends")
+    tokens: list[TokenRule] = Field(default_factory=list, max_length=MAX_TOKEN_RULES,
+                                    description="who may get a short-lived token for this repository and with what "
+                                                "permissions; read only from the default branch; none: no tokens")
 
 
 def json_schema() -> dict[str, Any]:

@@ -36,6 +36,8 @@ class AuditEntry:
     via_app: str = ""
     target: str = ""  # "#12", a SHA, a ref, an environment
     detail: str = ""  # a label, a command line, a review state...
+    # The human an agent acted for (an agent token's task approver): the composite identity.
+    on_behalf_of: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)

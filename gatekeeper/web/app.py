@@ -69,6 +69,19 @@ class AppContext:
         self.queue = queue
         self.github = GitHubReceiver(settings, conn, queue)
         self.gitlab = GitLabReceiver(settings, conn, queue)
+        self._tokens = None
+
+    def token_service(self):  # type: ignore[no-untyped-def]
+        """Built on first use: the receiver's processes never load the token machinery otherwise."""
+        if self._tokens is None:
+            from gatekeeper.forges.factory import token_issuers
+            from gatekeeper.tokens.revoke import cipher_for
+            from gatekeeper.tokens.service import TokenService
+
+            settings = self.settings
+            self._tokens = TokenService(self.conn, settings, token_issuers(settings, self.conn),
+                                        lambda: cipher_for(settings))
+        return self._tokens
 
 
 # -- the ASGI front ---------------------------------------------------------------------------------

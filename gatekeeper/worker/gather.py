@@ -306,21 +306,32 @@ def tasks_for(conn: redis.Redis, forge: Forge, numbers: list[int], who: Callable
               ) -> tuple[TaskRef, ...]:
     refs = []
     for n in numbers:
-        issue = forge.get_issue(n)
-        if issue is None or issue.is_pull_request:
-            continue  # only issues are tasks
-        latest: dict[str, User | None] = {}
-        for event in issue_events(conn, forge, n):
-            if event.kind == "labeled" and event.label:
-                latest[event.label] = event.actor
-        applied = []
-        for label in issue.labels:
-            if label in latest:
-                actor = who(latest[label])
-                level = permission(conn, forge, actor.login) if not actor.kind.is_automated else "none"
-                applied.append(LabelApplied(label, actor, level))
-        refs.append(TaskRef(n, issue.state, issue.labels, tuple(applied), issue.assignees))
+        ref = task_ref(conn, forge, n, who, issues_only=True)
+        if ref is not None:
+            refs.append(ref)
     return tuple(refs)
+
+
+def task_ref(conn: redis.Redis, forge: Forge, number: int, who: Callable[[User | None], Actor], *,
+             issues_only: bool) -> TaskRef | None:
+    """An issue (or, unless `issues_only`, a pull request) as a task: its state, its labels and who applied
+    each of them with what permission. None when there is no such issue."""
+    issue = forge.get_issue(number)
+    if issue is None or (issues_only and issue.is_pull_request):
+        return None
+    latest: dict[str, User | None] = {}
+    for event in issue_events(conn, forge, number, pull_request=issue.is_pull_request):
+        if event.kind == "labeled" and event.label:
+            latest[event.label] = event.actor
+        elif event.kind == "unlabeled" and event.label:
+            latest.pop(event.label, None)
+    applied = []
+    for label in issue.labels:
+        if label in latest:
+            actor = who(latest[label])
+            level = permission(conn, forge, actor.login) if not actor.kind.is_automated else "none"
+            applied.append(LabelApplied(label, actor, level))
+    return TaskRef(number, issue.state, issue.labels, tuple(applied), issue.assignees)
 
 
 def pull_request_facts(conn: redis.Redis, forge: Forge, pr: PullRequest, policy: Policy | InvalidPolicy, *,

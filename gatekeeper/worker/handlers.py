@@ -21,7 +21,7 @@ from gatekeeper.core.identity import bare, classify, has_ai_trailer
 from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.forges.port import EVALUATE, Capability, Event, Forge, ForgeError, PullRequest
 from gatekeeper.policy import DEFAULT_POLICY, Policy
-from gatekeeper.state import findings, keys
+from gatekeeper.state import findings, keys, tokens
 from gatekeeper.worker import actions, gather
 from gatekeeper.worker.pipeline import assess
 from gatekeeper.worker.runtime import Runtime
@@ -70,6 +70,10 @@ class Result:
     confirmations: list[tuple[int, Confirmation]] = field(default_factory=list)
     reevaluate: list[int] = field(default_factory=list)
     forget_status: list[str] = field(default_factory=list)  # heads whose status must be posted again
+    # Agent tokens to revoke: (task, reason, label); label None revokes every token of the task, a label
+    # only those that label approved.
+    revoke_tokens: list[tuple[int, str, str | None]] = field(default_factory=list)
+    revoke_repo: bool = False  # every agent token of the repository (agentgate was removed from it)
     actions: list[HandlerAction] = field(default_factory=list)
 
 
@@ -260,12 +264,22 @@ def on_assigned(ctx: Context) -> Result:
 def on_task_changed(ctx: Context) -> Result:
     """An issue that PRs resolve was labelled, unlabelled, closed or reopened: re-evaluate those PRs."""
     ev = ctx.event
+    action = ev.data.get("action")
     gather.forget_issue_events(ctx.conn, ev.platform, ev.repo, ev.subject)
-    if ev.data.get("action") == "closed":
+    revoke: list[tuple[int, str, str | None]] = []
+    if action == "closed":
         agents = gather.agents_with_requesters(ctx.conn, ev.platform, ev.repo)
         gather.forget_task_requesters(ctx.conn, ev.platform, ev.repo, ev.subject, agents)
+        revoke.append((ev.subject, "the task was closed", None))
+    elif action == "unlabeled":
+        label = ev.data.get("label")
+        # Unknown which label went: every token of the task goes (fail closed; the agent can ask again).
+        revoke.append((ev.subject, f"the label {label} was removed from the task" if label
+                       else "a label was removed from the task", str(label) if label else None))
+    if ev.data.get("is_pull_request"):
+        return Result({"revoke": len(revoke)}, revoke_tokens=revoke)  # the PR itself is evaluated by its own event
     pulls = gather.task_pulls(ctx.conn, ev.platform, ev.repo, ev.subject)
-    return Result({"pull_requests": pulls}, reevaluate=pulls)
+    return Result({"pull_requests": pulls}, reevaluate=pulls, revoke_tokens=revoke)
 
 
 # ---- labels --------------------------------------------------------------------------------------------
@@ -293,7 +307,10 @@ def on_label(ctx: Context) -> Result:
     elif action == "labeled":
         # A human applying the same label approves the action, if their approval would count.
         result.confirmations.append((number, Confirmation("label", chains.label_key(label), actor.login, at)))
-    elif action == "unlabeled" and actor.kind.is_automated:
+    if action == "unlabeled":
+        # A pull request can be an agent's task: removing the label that approved it revokes its tokens.
+        result.revoke_tokens.append((number, f"the label {label} was removed from the task", label))
+    if action == "unlabeled" and actor.kind.is_automated:
         for hit in chains.judge_label_removal(policy, actor, label):
             result.findings.append((number, stored(hit, finding_id("unlabel", number, label, at), at, label)))
     return result
@@ -540,3 +557,14 @@ def on_status(ctx: Context) -> Result:
                                                                    ev.delivery), at)))
         result.reevaluate.append(number)
     return result
+
+
+# ---- the App removed from a repository ---------------------------------------------------------------
+
+@handler("uninstalled", frozenset())
+def on_uninstalled(ctx: Context) -> Result:
+    """agentgate no longer serves this repository: forget the tokens it held there and revoke every agent
+    token it issued for it (the platform revokes its own installation tokens; GitLab's are not)."""
+    ev = ctx.event
+    dropped = tokens.forget_own_tokens(ctx.conn, ev.platform, ev.repo)
+    return Result({"own_tokens_dropped": dropped}, revoke_repo=True)

@@ -7,8 +7,11 @@ pull requests through the same steps without acting on them."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Any
+
+import redis
 
 from gatekeeper.core import enforcement
 from gatekeeper.core.decide import evaluate_pull_request as decide
@@ -59,9 +62,11 @@ def assess(rt: Runtime, forge: Forge, pr: PullRequest, event: str = "pull_reques
 
 
 def evaluate(rt: Runtime, forge: Forge, number: int, *, installation: int | None, trigger: str = "",
-             delivery: str = "", retrying: bool = False, head_hint: str | None = None) -> dict[str, Any]:
+             delivery: str = "", retrying: bool = False, head_hint: str | None = None,
+             received_at: float | None = None) -> dict[str, Any]:
     """Evaluate one pull request from fresh platform state and act on the verdict. `head_hint` is the
-    head the triggering delivery saw: it gets the fail-closed status when even the PR cannot be read."""
+    head the triggering delivery saw: it gets the fail-closed status when even the PR cannot be read.
+    `received_at` (epoch seconds) is when that delivery was received: delivery → status is measured."""
     conn, settings = rt.conn, rt.settings
     with conn.lock(keys.pr_lock(forge.platform, forge.repo, number), timeout=keys.LOCK_TTL, blocking_timeout=60):
         try:
@@ -93,6 +98,7 @@ def evaluate(rt: Runtime, forge: Forge, number: int, *, installation: int | None
             {"lifted": result.lifted} if result.lifted else None)
         target = f"{settings.public_url}/decisions/{decision_id}"
         posted = _post_head_status(rt, forge, pr, verdict, target, installation)
+        latency = status_latency(conn, forge.platform, received_at)
         _remember_approval(rt, forge, pr, verdict)
         if settings.check_runs:
             actions.post_check_run(conn, forge, pr.head_sha, verdict, target, settings.status_context)
@@ -107,8 +113,32 @@ def evaluate(rt: Runtime, forge: Forge, number: int, *, installation: int | None
 
             preview_policy_change(rt, forge, result, decision_id, installation)
         metrics.incr(conn, "agentgate_verdicts", forge.platform, verdict.outcome.value)
-        log.info("%s#%s %s -> %s (%s)", forge.repo, number, pr.head_sha[:7], verdict.outcome.value, trigger)
+        log.info("%s#%s %s -> %s (%s)", forge.repo, number, pr.head_sha[:7], verdict.outcome.value, trigger,
+                 extra=decision_fields(forge.platform, forge.repo, number, pr.head_sha, verdict.outcome.value,
+                                       delivery, trigger, decision_id, latency))
         return {"decision": decision_id, "outcome": verdict.outcome.value, "posted": posted}
+
+
+def status_latency(conn: redis.Redis, platform: str, received_at: float | None) -> float | None:
+    """Seconds from the delivery's receipt to now, when the verdict's status was just posted (or found
+    in place), observed in `agentgate_job_latency_seconds`; None for an evaluation no delivery asked for."""
+    if received_at is None:
+        return None
+    seconds = max(0.0, time.time() - received_at)
+    metrics.observe(conn, metrics.JOB_LATENCY, seconds, platform)
+    return seconds
+
+
+def decision_fields(platform: str, repo: str, number: int | None, sha: str, verdict: str, delivery: str,
+                    trigger: str, decision_id: str, latency: float | None = None) -> dict[str, Any]:
+    """The fields of a decision's log line (one per decision; `agentgate serve`/`worker` print them as
+    JSON). Identifiers and the outcome only: never a title, a body, a comment or a token."""
+    fields: dict[str, Any] = {"event": "decision", "platform": platform, "repo": repo, "pr": number, "sha": sha,
+                              "verdict": verdict, "delivery": delivery or None, "trigger": trigger,
+                              "decision": decision_id}
+    if latency is not None:
+        fields["latency_seconds"] = round(latency, 4)
+    return fields
 
 
 def _post_head_status(rt: Runtime, forge: Forge, pr: PullRequest, verdict: Verdict, target: str,

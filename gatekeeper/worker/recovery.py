@@ -34,9 +34,10 @@ from rq.registry import StartedJobRegistry
 
 from gatekeeper.forges.port import EVALUATE, DeliveryLogs, ForgeError, PullActivity, RateLimited
 from gatekeeper.settings import Settings
-from gatekeeper.state import keys
+from gatekeeper.state import keys, metrics
 from gatekeeper.state.queue import EVALUATE_JOB
 from gatekeeper.state.store import text
+from gatekeeper.tokens.revoke import cipher_for, sweep
 from gatekeeper.worker.runtime import Runtime, current
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,11 @@ def redeliver(rt: Runtime) -> dict[str, Any]:
                 continue  # delivered, or the receiver queued it although the platform saw a failure
             newest = tries[0]
             remembered = keys.redelivery_asked(platform, guid)
-            if conn.sismember(remembered, str(newest.id)) or conn.scard(remembered) >= MAX_ASKS_PER_DELIVERY:
-                continue  # never the same failed attempt twice, and a few times per delivery at most
+            if conn.sismember(remembered, str(newest.id)):
+                continue  # this failed attempt was found (and asked for again) before
+            metrics.incr(conn, metrics.FAILED_DELIVERIES, platform)
+            if conn.scard(remembered) >= MAX_ASKS_PER_DELIVERY:
+                continue  # a few times per delivery at most
             try:
                 delivery_log.redeliver(newest.id)
             except ForgeError as exc:
@@ -407,5 +411,11 @@ def _current_job_id() -> str | None:
     return job.id if job is not None else None
 
 
+def expire(rt: Runtime) -> dict[str, Any]:
+    """Revoke agent tokens whose ttl passed (the platform's own expiry can be later: GitHub's is an hour,
+    GitLab's a date), and retry revocations that failed."""
+    return sweep(rt.conn, rt.token_issuers(), cipher_for(rt.settings))
+
+
 TASKS: dict[str, Callable[[Runtime], dict[str, Any]]] = {"redeliver": redeliver, "reconcile": reconcile,
-                                                         "recover": recover}
+                                                         "recover": recover, "expire": expire}

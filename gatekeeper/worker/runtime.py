@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
-from gatekeeper.forges.port import ForgeFactory
+from gatekeeper.forges.port import ForgeFactory, TokenIssuers
 from gatekeeper.settings import Settings
 from gatekeeper.state.queue import JobQueue
 
@@ -20,6 +20,10 @@ class Runtime:
     conn: redis.Redis
     forges: ForgeFactory
     queue: JobQueue
+    issuers: TokenIssuers | None = None  # who revokes agent tokens on each platform
+
+    def token_issuers(self) -> TokenIssuers:
+        return self.issuers if self.issuers is not None else (lambda platform: None)
 
 
 _current: Runtime | None = None

@@ -67,6 +67,8 @@ def parse(event: str, payload: dict[str, Any], delivery: str, status_context: st
     that does not have the documented shape (the receiver answers 400)."""
     if event == "status" and payload.get("context") != status_context:
         return []  # every CI system's statuses arrive here; only agentgate's own context matters
+    if event in ("installation", "installation_repositories"):
+        return _uninstalled(event, payload, delivery)
     handler = _PARSERS.get(event)
     if handler is None:
         return []
@@ -74,6 +76,23 @@ def parse(event: str, payload: dict[str, Any], delivery: str, status_context: st
     if not context.repo:
         return []
     return handler(str(payload.get("action") or ""), payload, context)
+
+
+def _uninstalled(event: str, payload: dict[str, Any], delivery: str) -> list[Event]:
+    """The App removed from repositories (or uninstalled): one `uninstalled` event per repository, so
+    agentgate drops the tokens it holds there and revokes the agent tokens it issued for them."""
+    action = str(payload.get("action") or "")
+    if event == "installation" and action in ("deleted", "suspend"):
+        removed = payload.get("repositories") or []
+    elif event == "installation_repositories" and action == "removed":
+        removed = payload.get("repositories_removed") or []
+    else:
+        return []
+    installation = (payload.get("installation") or {}).get("id")
+    sender = github_user(payload.get("sender"))
+    names = [str(r["full_name"]) for r in removed if isinstance(r, dict) and r.get("full_name")]
+    return [Event(platform="github", delivery=delivery, kind="uninstalled", repo=name, installation=installation,
+                  actor=sender, data={"action": action, "everywhere": event == "installation"}) for name in names]
 
 
 def _user(raw: dict[str, Any] | None, via_app: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -100,7 +119,11 @@ def _pull_request(action: str, payload: dict[str, Any], ctx: _Context) -> list[E
         # then the PR is evaluated.
         return [ctx.event("pushed", number, head_sha=(pr.get("head") or {}).get("sha"))]
     if action in _PR_ACTIONS:
-        return ctx.evaluate(number, f"pull_request.{action}", (pr.get("head") or {}).get("sha"))
+        events = ctx.evaluate(number, f"pull_request.{action}", (pr.get("head") or {}).get("sha"))
+        if action == "closed":
+            # A pull request can be an agent's task too: closing or merging it revokes its tokens.
+            events.append(ctx.event("task", number, action="closed", is_pull_request=True))
+        return events
     if action in ("labeled", "unlabeled"):
         # The label handler re-evaluates too: rules read labels, and a bot's trigger label is a chain.
         return [ctx.event("label", number, action=action, label=(payload.get("label") or {}).get("name"),
@@ -169,7 +192,11 @@ def _issues(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     # Approving (or un-approving) a task by label, or closing it, changes the verdict of the PRs that
     # resolve it.
     if action in ("labeled", "unlabeled", "closed", "reopened") and not issue.get("pull_request"):
-        return [ctx.event("task", number, action=action)]
+        label = {"label": (payload.get("label") or {}).get("name")} if action in ("labeled", "unlabeled") else {}
+        return [ctx.event("task", number, action=action, **label)]
+    if action in ("deleted", "transferred") and not issue.get("pull_request"):
+        # Gone from this repository: its agent tokens are revoked like a closed task's.
+        return [ctx.event("task", number, action="closed")]
     return []
 
 

@@ -219,6 +219,9 @@ def _merge_request(action: str, payload: dict[str, Any], ctx: _Context) -> list[
         # `automerge` applies that label.
         return [*ctx.evaluate(number, trigger, head), *_label_events(ctx, number, changes, at, only_added=True),
                 *_assigned(ctx, number, changes, payload.get("assignees"), True)]
+    if action in ("close", "merge"):
+        # A merge request can be an agent's task too: closing or merging it revokes its tokens.
+        return [*ctx.evaluate(number, trigger, head), ctx.event("task", number, action="closed", is_pull_request=True)]
     if action in _EVALUATE_ACTIONS:
         return ctx.evaluate(number, trigger, head)
     if action != "update":
@@ -291,10 +294,11 @@ def _issue(action: str, payload: dict[str, Any], ctx: _Context) -> list[Event]:
     labels = changes.get("labels")
     if isinstance(labels, dict) and action != "open":
         before, after = set(_titles(labels.get("previous"))), set(_titles(labels.get("current")))
-        if after - before:
-            events.append(ctx.event("task", number, action="labeled"))
-        elif before - after:
-            events.append(ctx.event("task", number, action="unlabeled"))
+        for added in sorted(after - before):
+            events.append(ctx.event("task", number, action="labeled", label=added))
+        for removed in sorted(before - after):
+            # Each removed label by name: removing the one that approved the task revokes its agent tokens.
+            events.append(ctx.event("task", number, action="unlabeled", label=removed))
     return events
 
 
