@@ -17,9 +17,18 @@ if TYPE_CHECKING:
 DEV_WEBHOOK_SECRET = "agentgate-dev"  # noqa: S105 - only ever used by `agentgate dev` and `replay`
 
 
-def _logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(verbose: bool = False, default_format: str = "text") -> None:
+    """Logging as AGENTGATE_LOG_FORMAT says (`json`: one object a line on stdout; `text`), else
+    `default_format`: `json` for `serve` and `worker`, `text` for `dev`."""
+    import os
+
+    from gatekeeper import logs
+
+    try:
+        fmt = logs.log_format(os.environ, default_format)
+    except ValueError as exc:
+        raise SystemExit(f"agentgate: {exc}") from None
+    logs.configure(fmt, verbose=verbose)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -187,16 +196,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from gatekeeper.state import audit, store
 
     settings = Settings.from_env()
-    kinds = {"automated": {"bot", "agent"}}.get(args.kind, {args.kind}) if args.kind else None
+    # `--kind token`: agent tokens granted, refused and revoked (their entries' event is "token").
+    kinds = {"automated": {"bot", "agent"}}.get(args.kind, {args.kind}) if args.kind and args.kind != "token" else None
+    event = "token" if args.kind == "token" else args.event
     try:
         conn = store.connect(settings.redis_url)
         entries = audit.query(conn, since=args.since, until=args.until, repo=args.repo, kinds=kinds,
-                              actor=args.actor, event=args.event, limit=args.limit)
+                              actor=args.actor, event=event, limit=args.limit)
         if args.format == "table":
             for e in entries:
                 print(audit.printable(
                     f"{e.at}  {e.repo}  {e.actor} ({e.actor_kind}{', via ' + e.via_app if e.via_app else ''})  "
-                    f"{e.event}{'.' + e.action if e.action else ''}  {e.target}  {e.detail}"))
+                    f"{e.event}{'.' + e.action if e.action else ''}  {e.target}  {e.detail}"
+                    + (f"  for {e.on_behalf_of}" if e.on_behalf_of else "")))
         else:
             for line in audit.export(entries, args.format):
                 sys.stdout.write(line)
@@ -233,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("audit", help="query and export the audit log (agents' actions apart from humans')")
-    p.add_argument("--kind", choices=["agent", "bot", "human", "automated"],
-                   help="actor kind (automated: bots and agents)")
+    p.add_argument("--kind", choices=["agent", "bot", "human", "automated", "token"],
+                   help="actor kind (automated: bots and agents), or token: agent tokens granted, refused, revoked")
     p.add_argument("--actor", help="one login")
     p.add_argument("--repo", help="owner/name")
     p.add_argument("--event", help="a webhook event name, e.g. issue_comment")

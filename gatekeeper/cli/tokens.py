@@ -67,6 +67,57 @@ def _agents_remove(conn: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch else "-"
+
+
+def _tokens_list(conn: Any, args: argparse.Namespace) -> int:
+    import json
+
+    from gatekeeper.state import tokens as store
+
+    if args.repo:
+        found = [r for tid in store.of_repo(conn, args.platform, args.repo)
+                 if (r := store.load(conn, tid)) is not None and (args.all or r.live)]
+        found.sort(key=lambda r: r.issued_at)
+    else:
+        found = list(store.live(conn))
+    for record in found:
+        if args.format == "jsonl":
+            print(json.dumps(record.public(), sort_keys=True))
+            continue
+        perms = ",".join(f"{k}:{v}" for k, v in sorted(record.permissions.items()))
+        print(f"{record.id}  {record.state:<13}  {record.platform}:{record.repo}#{record.task}  {record.agent}  "
+              f"for {record.requester or '?'}  {perms}  until {_when(record.expires_at)}"
+              + (f"  ({record.reason})" if record.reason else ""))
+    if not found and args.format == "table":
+        print("no live agent tokens" + (f" for {args.repo}" if args.repo else ""), file=sys.stderr)
+    return 0
+
+
+def _tokens_revoke(conn: Any, args: argparse.Namespace) -> int:
+    from gatekeeper.forges.factory import token_issuers
+    from gatekeeper.state import tokens as store
+    from gatekeeper.tokens.revoke import cipher_for, revoke
+
+    settings = Settings.from_env()
+    record = store.load(conn, args.id)
+    if record is None:
+        print(f"agentgate tokens revoke: no token {args.id!r}", file=sys.stderr)
+        return 1
+    outcome = revoke(conn, token_issuers(settings, conn), cipher_for(settings), args.id,
+                     f"revoked by an operator{': ' + args.reason if args.reason else ''}")
+    if not outcome.done:
+        state = outcome.record.state if outcome.record else "unknown"
+        print(f"agentgate tokens revoke: {args.id} is not revoked yet ({state}: "
+              f"{outcome.record.reason if outcome.record else ''}); agentgate keeps retrying", file=sys.stderr)
+        return 1
+    print(f"{args.id} revoked at {record.platform} ({record.repo}#{record.task}, {record.agent})")
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add this module's commands to the `agentgate` parser's subcommands."""
     agents = sub.add_parser("agents", help="agent keys, for agents that have no OIDC ID token")
@@ -80,4 +131,15 @@ def register(sub: Any) -> None:
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=_with_redis("agents remove", _agents_remove))
 
-    # tokens list / revoke: added by the lead
+    tokens = sub.add_parser("tokens", help="the agent tokens agentgate issued (never the tokens themselves)")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    p = tokens_sub.add_parser("list", help="live tokens (active, or their revocation pending)")
+    p.add_argument("--repo", metavar="OWNER/NAME", help="one repository (with --all: revoked ones too)")
+    p.add_argument("--platform", choices=["github", "gitlab"], default="github")
+    p.add_argument("--all", action="store_true", help="with --repo: also tokens already revoked")
+    p.add_argument("--format", choices=["table", "jsonl"], default="table")
+    p.set_defaults(func=_with_redis("tokens list", _tokens_list))
+    p = tokens_sub.add_parser("revoke", help="revoke a token at the platform now")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--reason", default="", help="said in the audit log")
+    p.set_defaults(func=_with_redis("tokens revoke", _tokens_revoke))

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import redis
 import requests
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gatekeeper.core import grants
 from gatekeeper.forges.port import ForgeError, TokenIssuers
@@ -36,10 +36,18 @@ KEPT_CLAIMS = ("repository", "job_workflow_ref", "workflow_ref", "run_id", "ref"
                "pipeline_id", "job_id")
 
 
+def _no_dot_segments(value: str) -> str:
+    if any(set(part) == {"."} for part in value.split("/")):
+        raise ValueError("a repository path has no `.` or `..` segments")
+    return value
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", max_length=255)]
+    # OWNER/NAME (GitLab: GROUP/SUBGROUP/PROJECT); no segment of dots alone, so it is never a path trick.
+    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", max_length=255),
+                          AfterValidator(_no_dot_segments)]
     task: int = Field(ge=1, le=2**31 - 1, strict=True)
     permissions: dict[TokenPermissionName, TokenLevel] | None = Field(default=None, min_length=1)
     platform: Literal["github", "gitlab"] = "github"
