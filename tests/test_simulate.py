@@ -108,3 +108,25 @@ def test_simulate_cli_bad_input_exits_2(tmp_path, capsys):
                  str(FIXTURES / "push.event.1.json")])
     assert code == 2
     assert "event 'push' is not supported" in capsys.readouterr().err
+
+
+def test_simulate_a_token_request(tmp_path, capsys):
+    """`agentgate simulate --token-claims` says what the `tokens` section grants, or why not, with no
+    issuer or platform: exit 0 granted, 1 refused."""
+    from gatekeeper.cli.main import main
+
+    policy = tmp_path / "p.yml"
+    policy.write_text("version: 1\ntokens:\n  - agents:\n      - issuer: https://token.actions.githubusercontent.com\n"
+                      "        subject: 'repo:acme/agent-runner:*'\n    permissions: {contents: write}\n    ttl: 15m\n")
+    claims = tmp_path / "c.json"
+    claims.write_text('{"iss": "https://token.actions.githubusercontent.com", '
+                      '"sub": "repo:acme/agent-runner:ref:refs/heads/main"}')
+    base = ["simulate", "--policy", str(policy), "--token-claims", str(claims)]
+    assert main([*base, "--task-label", "agent-approved:alice"]) == 0
+    assert "contents: write for 15 min" in capsys.readouterr().out
+    assert main([*base, "--task-label", "agent-approved:alice", "--permissions", "workflows=write"]) == 1
+    assert "workflows: write" in capsys.readouterr().out
+    assert main([*base, "--task-label", "agent-approved:bob:read"]) == 1
+    claims.write_text('{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:evil/fork:ref:refs/heads/x"}')
+    assert main([*base, "--task-label", "agent-approved:alice"]) == 1
+    assert "no `tokens` rule names this agent" in capsys.readouterr().out

@@ -151,6 +151,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import json
 
+    if args.token_claims or args.agent_key:
+        from gatekeeper.cli.simulate import simulate_token
+
+        return simulate_token(args)
+    if not args.event or not args.payload:
+        print("agentgate simulate: --event and --payload are required (or --token-claims / --agent-key to try "
+              "a token request)", file=sys.stderr)
+        return 2
+
     from gatekeeper.cli import simulate
     from gatekeeper.policy import InvalidPolicy, load_policy
     from gatekeeper.policy.load import org_refs
@@ -262,8 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="dry run: the verdict a policy gives for an event payload")
     p.add_argument("--policy", required=True, metavar="FILE", help="the .agentgate.yml to evaluate under")
-    p.add_argument("--event", required=True, metavar="NAME", help="pull_request or pull_request_review")
-    p.add_argument("--payload", required=True, metavar="FILE", help="the webhook payload (JSON)")
+    p.add_argument("--event", metavar="NAME", help="pull_request or pull_request_review")
+    p.add_argument("--payload", metavar="FILE", help="the webhook payload (JSON)")
     p.add_argument("--files", nargs="+", metavar="F", help="changed paths")
     p.add_argument("--files-from", metavar="FILE", help="a file of changed paths, one a line")
     p.add_argument("--review", action="append", metavar="LOGIN:STATE[:SHA][:PERMISSION]",
@@ -273,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--org-policy", action="append", metavar="FILE",
                    help="the text of each extends: org:REPO file, in the order the policy names them")
     p.add_argument("--json", action="store_true", help="print the verdict and facts as JSON")
+    g = p.add_argument_group("a token request (the policy's `tokens` section) instead of a pull request")
+    g.add_argument("--token-claims", metavar="FILE", help="an OIDC ID token's claims (JSON), as if verified")
+    g.add_argument("--agent-key", metavar="NAME", help="an agent key's name, as if presented")
+    g.add_argument("--permissions", metavar="NAME=LEVEL,...", help="what the agent asks for (default: the grant)")
+    g.add_argument("--task-state", choices=["open", "closed"], default="open")
+    g.add_argument("--task-label", action="append", metavar="LABEL:LOGIN[:PERMISSION]",
+                   help="a label on the task, who applied it and their permission (default write); repeatable")
     p.set_defaults(func=cmd_simulate)
 
     # Commands with modules of their own; each adds its parsers (imports stay lazy until it runs).

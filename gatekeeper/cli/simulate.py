@@ -133,3 +133,53 @@ def render_text(verdict: Verdict, facts: PullRequestFacts, policy_source: str) -
 
 def render_json(verdict: Verdict, facts: PullRequestFacts, policy_source: str) -> str:
     return json.dumps({"policy": policy_source, "verdict": verdict.to_dict(), "facts": facts.to_dict()}, indent=2)
+
+
+def simulate_token(args: Any) -> int:
+    """`agentgate simulate --policy FILE --token-claims CLAIMS.json ...`: the grant the policy's `tokens`
+    section gives a request, without any issuer or platform. Exit 0 granted, 1 refused, 2 bad input."""
+    import sys
+
+    from gatekeeper.core import grants
+    from gatekeeper.core.facts import Actor, ActorKind, LabelApplied, TaskRef
+    from gatekeeper.policy import InvalidPolicy, load_policy
+
+    try:
+        with open(args.policy, encoding="utf-8") as fh:
+            policy = load_policy(fh.read(), source=args.policy)
+        if args.token_claims:
+            with open(args.token_claims, encoding="utf-8") as fh:
+                raw = json.load(fh)
+            claims = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw.items()
+                      if isinstance(v, str | int | bool)}
+            agent = grants.AgentIdentity("oidc", issuer=claims.get("iss", "").rstrip("/"),
+                                         subject=claims.get("sub", ""), claims=claims)
+        else:
+            agent = grants.AgentIdentity("key", key_name=args.agent_key)
+        asked = None
+        if args.permissions:
+            asked = dict(item.split("=", 1) for item in args.permissions.split(",") if item.strip())
+        applied = []
+        for spec in args.task_label or []:
+            parts = spec.split(":")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise ValueError(f"--task-label {spec!r}: expected LABEL:LOGIN or LABEL:LOGIN:PERMISSION")
+            applied.append(LabelApplied(parts[0], Actor(parts[1], ActorKind.HUMAN),
+                                        parts[2] if len(parts) == 3 else "write"))
+    except (OSError, ValueError) as exc:
+        print(f"agentgate simulate: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(policy, InvalidPolicy):
+        for error in policy.errors:
+            print(error, file=sys.stderr)
+        return 2
+    task = TaskRef(1, args.task_state, tuple(a.label for a in applied), tuple(applied))
+    decision = grants.decide(policy.tokens, agent, asked, task,
+                             grants.TaskApproval(policy.task.approved_labels, policy.task.min_permission))
+    if isinstance(decision, grants.Refusal):
+        print(f"refused ({decision.code}): {decision.reason}")
+        return 1
+    perms = ", ".join(f"{k}: {v}" for k, v in sorted(decision.permissions.items()))
+    print(f"granted to {agent.principal}: {perms} for {decision.ttl // 60} min "
+          f"(task approved by {decision.approved_by} with {decision.approved_label})")
+    return 0

@@ -23,6 +23,7 @@ from typing import Any
 
 from gatekeeper.core.approvals import judge_reviews, standing_reviews
 from gatekeeper.core.facts import ActorKind, PullRequestFacts, permission_at_least
+from gatekeeper.core.grants import TaskApproval, task_approval
 from gatekeeper.core.identity import has_ai_trailer
 from gatekeeper.core.verdict import Outcome, Reason, Verdict
 from gatekeeper.policy.globs import GlobSet
@@ -164,16 +165,14 @@ class _Evaluation:
             self.add("task-missing", Outcome.FAILURE, "The pull request does not reference a task",
                      f"Reference an issue (e.g. 'Fixes #123') labelled {labels} by {who}")
             return
-        wanted = {label.lower() for label in task.approved_labels}
+        # The same rule approves a task for a pull request and for an agent token (core/grants.py).
+        approval = TaskApproval(tuple(task.approved_labels), task.min_permission)
         for ref in facts.tasks:
-            if ref.state != "open":
-                continue
-            for applied in ref.applied:
-                if (applied.label.lower() in wanted and not applied.actor.kind.is_automated
-                        and permission_at_least(applied.permission, task.min_permission)):
-                    self.add("task-approved", Outcome.SUCCESS,
-                             f"Resolves #{ref.number}, labelled {applied.label} by {applied.actor.login}")
-                    return
+            approved = task_approval(ref, approval)
+            if approved is not None:
+                label, login = approved
+                self.add("task-approved", Outcome.SUCCESS, f"Resolves #{ref.number}, labelled {label} by {login}")
+                return
         numbers = ", ".join(f"#{t.number}" for t in facts.tasks)
         self.add("task-unapproved", Outcome.PENDING, f"No referenced task ({numbers}) is approved for agents",
                  f"{who[0].upper()}{who[1:]} to label {numbers.split(', ')[0]} {labels} (it must be open)")
