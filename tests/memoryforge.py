@@ -36,6 +36,7 @@ class MemoryForge:
     reads: list[str] = field(default_factory=list)
     updated: dict[int, str] = field(default_factory=dict)  # PR number -> when it last changed
     status_times: dict[str, str] = field(default_factory=dict)  # head -> when its newest status was posted
+    default_ref: str = "main"  # what default_branch() answers
 
     def add_pull(self, number: int, author: User, head: str, files: list[str], base_ref: str = "main") -> PullRequest:
         pr = PullRequest(number, "open", False, "Change", "", author, head, f"agent/{number}", self.repo, base_ref,
@@ -86,6 +87,9 @@ class MemoryForge:
 
     def branch_sha(self, branch: str) -> str | None:
         return self.branches.get(branch)
+
+    def default_branch(self) -> str:
+        return self.default_ref
 
     def get_commit(self, sha: str) -> Commit | None:
         return None

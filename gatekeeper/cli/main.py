@@ -48,7 +48,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from gatekeeper.state import store
     from gatekeeper.worker import recovery, runtime
 
-    _logging(args.verbose)
+    _logging(args.verbose, default_format="json")
     settings = Settings.from_env()
     conn = store.connect(settings.redis_url)
     rt = build_runtime(settings, conn)

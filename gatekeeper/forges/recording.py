@@ -120,6 +120,14 @@ class RecordingForge:
     def branch_sha(self, branch: str) -> str | None:
         return None  # samples carry no branches: the default policy applies
 
+    def default_branch(self) -> str:
+        # The samples' pull requests say which branch their base repository defaults to.
+        for sample in self._samples():
+            base_repo = (((sample.get("pull_request") or {}).get("base") or {}).get("repo") or {})
+            if base_repo.get("default_branch"):
+                return str(base_repo["default_branch"])
+        return "main"
+
     def get_commit(self, sha: str) -> Commit | None:
         return None
 

@@ -73,6 +73,9 @@ class _Job:
     slot: str = ""
     settle: str = ""
     delay_ms: int = 0
+    # When the delivery behind it was received (epoch seconds), kept in the job's meta so the worker can
+    # measure delivery → status (`agentgate_job_latency_seconds`); None for the worker's own checks.
+    received_at: float | None = None
 
 
 # KEYS: delivery, metric counters, audit stream, queue list, queues set, scheduled registry, RQ's
@@ -204,7 +207,8 @@ class JobQueue:
         (through each PR's waiting slot and settle window), append its audit entry and count it under
         the metric counter field `metric`. A redelivery of a recorded one changes nothing."""
         jobs = [self._job(platform, delivery, index, event) for index, event in enumerate(events)]
-        return self._run(jobs, delivery_key=keys.delivery(platform, delivery), audit=audit, metric=metric)
+        return self._run(jobs, delivery_key=keys.delivery(platform, delivery), audit=audit, metric=metric,
+                         received=True)
 
     def enqueue_events(self, platform: str, delivery: str, events: list[Event]) -> list[str]:
         """Queue a delivery's events without recording the delivery; returns the job ids (an evaluation
@@ -213,14 +217,16 @@ class JobQueue:
         return self._run(jobs).job_ids
 
     def enqueue_evaluation(self, platform: str, repo: str, number: int, installation: int | None, trigger: str,
-                           job_id: str, *, delivery: str = "", delay_seconds: int = 0) -> bool:
+                           job_id: str, *, delivery: str = "", delay_seconds: int = 0,
+                           received_at: float | None = None) -> bool:
         """A re-evaluation asked for by the worker (a handler's finding, a PR sharing a head), through the
         same waiting slot as deliveries. It follows the PR's settle window while deliveries about the PR
-        keep coming (a burst), and is queued at once otherwise; `delay_seconds` schedules it regardless."""
+        keep coming (a burst), and is queued at once otherwise; `delay_seconds` schedules it regardless.
+        `received_at` is when the delivery that led to it was received, if one did."""
         job = _Job("reevaluate", EVALUATE_JOB, job_id,
                    evaluation_kwargs(platform, repo, number, installation, trigger, delivery),
                    f"evaluate {repo}#{number}", keys.eval_waiting(platform, repo, number),
-                   keys.eval_settle(platform, repo, number), max(0, delay_seconds) * 1000)
+                   keys.eval_settle(platform, repo, number), max(0, delay_seconds) * 1000, received_at)
         return bool(self._run([job]).job_ids)
 
     def _job(self, platform: str, delivery: str, index: int, event: Event) -> _Job:
@@ -240,13 +246,16 @@ class JobQueue:
                     settle=keys.eval_settle(platform, event.repo, event.subject) if about_pr else "")
 
     def _run(self, jobs: list[_Job], *, delivery_key: str = "", audit: Mapping[str, str] | None = None,
-             metric: str = "") -> Accepted:
+             metric: str = "", received: bool = False) -> Accepted:
         now = self._clock()
         job_keys: list[str] = []
         job_args: list[Any] = []
         created_at = utcformat(datetime.fromtimestamp(now, UTC))
         for job in jobs:
             fields = self._hashes.fields(job.func, job.kwargs, job.description, created_at)
+            received_at = now if received else job.received_at
+            if received_at is not None:
+                fields["meta"] = self.queue.serializer.dumps({"received_at": received_at})
             job_keys += [Job.redis_job_namespace_prefix + job.job_id, *filter(None, (job.slot, job.settle))]
             job_args += [job.kind, job.job_id, job.delay_ms, len(fields)]
             for name, value in fields.items():

@@ -145,12 +145,12 @@ class TokenService:
         try:
             minted = issuer.mint(repo, decision.permissions, decision.ttl, name=f"agentgate {token_id}")
         except ForgeError as exc:
-            if exc.status == 422:
+            if exc.status in (400, 422):  # the platform will not grant these to agentgate itself
                 return refuse("platform-refused", f"{platform} refused these permissions for agentgate itself: {exc}")
             return refused(503, "unavailable", f"{platform} could not mint a token: {exc}")
         record = store.TokenRecord(
             id=token_id, platform=platform, repo=repo, task=number, agent=agent.principal,
-            requester=decision.approved_by, permissions=dict(minted.permissions or decision.permissions),
+            requester=decision.approved_by, permissions=dict(decision.permissions),
             issued_at=now, expires_at=min(now + decision.ttl, minted.expires_at), sha256=store.digest(minted.token),
             approved_label=decision.approved_label, handle=minted.handle,
             claims={k: v for k, v in agent.claims.items() if k in KEPT_CLAIMS})
@@ -164,6 +164,7 @@ class TokenService:
                 log.error("agent token %s could not be recorded nor revoked; it ends at the platform's expiry",
                           token_id)
             raise
+        # The grant as decided (GitHub adds `metadata: read` to every token it mints; docs/tokens.md says so).
         record_token(self.conn, "grant", record, f"ttl={decision.ttl}s")
         log.info("issued agent token %s to %s for %s #%d (%s), approved by %s", token_id, agent.principal, repo,
                  number, ",".join(sorted(record.permissions)), decision.approved_by)

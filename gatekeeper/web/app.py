@@ -260,5 +260,9 @@ def serve_front() -> Front:
     # for while it starts (and leave it running); until Granian installs its own, SIGTERM just ends it.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import os
+
+    from gatekeeper import logs
+
+    logs.configure(logs.log_format(os.environ, "json"))  # one JSON object a line (AGENTGATE_LOG_FORMAT=text)
     return Front(create_app(settings))

@@ -94,7 +94,7 @@ def reschedule(rt: Runtime, job: Job, at: float, why: str) -> dict[str, Any]:
         datetime.fromtimestamp(at, UTC), job.func_name, kwargs=job.kwargs, job_id=new_id,
         retry=Retry(max=retries, interval=job.retry_intervals or 0) if retries > 0 else None,
         job_timeout=job.timeout, result_ttl=job.result_ttl, failure_ttl=job.failure_ttl, description=job.description,
-        meta={"rate_limited": count, "first_id": base})
+        meta={**job.meta, "rate_limited": count, "first_id": base})
     if job.func_name == EVALUATE_JOB:
         # Deliveries about this PR until then coalesce into the rescheduled evaluation.
         kw = job.kwargs
@@ -162,6 +162,7 @@ def periodic(*, name: str) -> dict[str, Any]:
     try:
         return TASKS[name](rt)
     finally:
+        metrics.flush(rt.conn)  # the platform calls it made, counted now rather than at the next job
         start_periodic(rt)  # this chain's next run, and any other chain that was lost
 
 

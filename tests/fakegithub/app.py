@@ -262,6 +262,34 @@ def create_installation_token(installation_id: int) -> dict[str, Any]:
             "repositories": [render.repository(state, g.base, r) for r in repos]}
 
 
+@route("GET", "/repos/{owner}/{repo}/installation", 200, auth="jwt")
+def get_repo_installation(owner: str, repo: str) -> dict[str, Any]:
+    # The App's installation that can reach the repository; 404 where none can (GitHub does not say
+    # whether the repository exists).
+    state, wanted = _state(), f"{owner}/{repo}".casefold()
+    found = next(((iid, inst) for iid, inst in sorted(state.installations.items())
+                  if wanted in {r.casefold() for r in inst["repositories"]}), None)
+    if found is None:
+        raise not_found()
+    return _installation(state, *found)
+
+
+def _installation(state: FakeState, installation_id: int, inst: dict[str, Any]) -> dict[str, Any]:
+    """GitHub's `installation` object."""
+    account = render.user(g.base, {"login": inst["account"], "type": "Organization"})
+    return {"id": installation_id, "account": account,
+            "repository_selection": inst.get("repository_selection", "selected"),
+            "access_tokens_url": f"{g.base}/app/installations/{installation_id}/access_tokens",
+            "repositories_url": f"{g.base}/installation/repositories",
+            "html_url": f"{render.HTML_ROOT}/organizations/{inst['account']}/settings/installations/{installation_id}",
+            "app_id": int(state.app_id), "client_id": f"Iv1.{state.app_id}", "app_slug": state.app_slug,
+            "target_id": stable_id(inst["account"]), "target_type": "Organization",
+            "permissions": dict(inst["permissions"]), "events": ["pull_request", "issues", "push"],
+            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+            "single_file_name": None, "has_multiple_single_files": False, "single_file_paths": [],
+            "suspended_by": None, "suspended_at": None}
+
+
 @route("GET", "/app", 200, auth="jwt")
 def get_authenticated_app() -> dict[str, Any]:
     # agentgate asks once who it is, to tell its own statuses and labels from anyone else's.

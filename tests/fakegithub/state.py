@@ -43,6 +43,7 @@ REVIEW_STATES = ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED", "PEN
 FILE_STATUSES = ("added", "removed", "modified", "renamed", "copied", "changed", "unchanged")
 _ALNUM = string.ascii_letters + string.digits
 TOKEN_LIFETIME = 3600  # GitHub: installation tokens expire one hour after creation
+LONG_TOKEN_LENGTH = 520  # the longest GitHub says its new installation tokens get
 
 # Repo fields keyed by issue/PR number (or check-run / workflow-run id). JSON object keys are
 # strings, so /_fake/state merges convert them back to int.
@@ -222,6 +223,9 @@ class FakeState:
     hook_url: str | None = None
     hook_secret: str = ""
     hook_deliveries: list[dict[str, Any]] = field(default_factory=list)
+    # GitHub's installation tokens are growing (`ghs_...`, up to about 520 characters): with this on the
+    # fake mints them that long, so clients are shown to treat tokens as opaque strings.
+    long_tokens: bool = False
 
     def __post_init__(self) -> None:
         # Notified on every call and delivery, so tests wait for what they expect instead of sleeping.
@@ -534,8 +538,9 @@ class FakeState:
         """Mint an installation token directly (what the access_tokens route does after checks)."""
         with self.lock:
             inst = self.installations[int(installation_id)]
-            # Same length as classic installation tokens (40 chars); some clients check it.
-            tok = Token(token="ghs_" + "".join(secrets.choice(_ALNUM) for _ in range(36)),
+            # Same length as classic installation tokens (40 chars) unless `long_tokens` says otherwise.
+            length = LONG_TOKEN_LENGTH if self.long_tokens else 40
+            tok = Token(token="ghs_" + "".join(secrets.choice(_ALNUM) for _ in range(length - 4)),
                         installation_id=int(installation_id),
                         repositories=list(repositories if repositories is not None else inst["repositories"]),
                         permissions=dict(permissions or inst["permissions"]),
@@ -564,12 +569,12 @@ class FakeState:
     def merge(self, data: dict[str, Any]) -> None:
         """Merge JSON into the state (the body of ``POST /_fake/state``).
 
-        Top level: ``app_id``, ``app_slug``, ``public_key_pem``, ``clock_offset``,
+        Top level: ``app_id``, ``app_slug``, ``public_key_pem``, ``clock_offset``, ``long_tokens``,
         ``installations`` {id: {...}}, ``repos`` {full_name: {field: value}} and ``ops`` (a list of
         seeding-helper calls, run last). Dicts merge recursively; lists and scalars replace.
         """
         with self.lock:
-            for key in ("app_id", "app_slug", "public_key_pem", "clock_offset"):
+            for key in ("app_id", "app_slug", "public_key_pem", "clock_offset", "long_tokens"):
                 if key in data:
                     setattr(self, key, data[key])
             for inst_id, inst in data.get("installations", {}).items():

@@ -14,11 +14,24 @@ import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Flask, Response, request
 
-from .state import DEVELOPER, REPORTER, Call, FakeGitLabState, Project, iso
+from .state import (
+    ACCESS_LEVELS,
+    DEVELOPER,
+    MAINTAINER,
+    MAX_TOKEN_LIFETIME_DAYS,
+    REPORTER,
+    RESOURCE_BOT_SCOPES,
+    ROTATED_TOKEN_DAYS,
+    Call,
+    FakeGitLabState,
+    Project,
+    iso,
+)
 
 API = "/api/v4"
 
@@ -54,8 +67,9 @@ def route(method: str, template: str, status: int = 200) -> Callable[[Callable[.
 class Ctx:
     """One request: the state, the token's user, the query and body, the project if the path names one."""
 
-    def __init__(self, state: FakeGitLabState, user: str, query: dict[str, str], body: dict[str, Any]):
-        self.state, self.user, self.query, self.body = state, user, query, body
+    def __init__(self, state: FakeGitLabState, user: str, query: dict[str, str], body: dict[str, Any],
+                 token: str = ""):
+        self.state, self.user, self.query, self.body, self.token = state, user, query, body, token
         self.project: Project | None = None
         self.headers: dict[str, str] = {}
 
@@ -468,6 +482,143 @@ def single_pipeline(ctx: Ctx, id: str, pipeline_id: str) -> Any:
     return found
 
 
+# ---- project access tokens ------------------------------------------------------------------------
+# GitLab's API: Grape validates the parameters first (400 `{"error": "<param> is missing"}`), then the
+# services answer `bad_request!(message)`: 400 `{"message": "400 Bad request - <message>"}`.
+
+_BOT_NAME = re.compile(r"^(project|group)_\d+_bot")
+
+
+def _bad_request(reason: str) -> GitLabError:
+    return GitLabError(400, f"400 Bad request - {reason}")
+
+
+def _date_param(ctx: Ctx, name: str, problems: list[str]) -> date | None:
+    raw = ctx.param(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(raw))
+    except ValueError:
+        problems.append(f"{name} is invalid")
+        return None
+
+
+def _may_manage_tokens(ctx: Ctx, project: Project) -> bool:
+    # Maintainers and owners, never with a project or group access token (their bot users): GitLab wants
+    # a personal or service account token here.
+    return project.members.get(ctx.user, 0) >= MAINTAINER and not _BOT_NAME.match(ctx.user)
+
+
+def _find_token(project: Project, state: FakeGitLabState, token_id: str) -> dict[str, Any] | None:
+    record = state.access_tokens.get(int(token_id)) if token_id.isdigit() else None
+    return record if record is not None and record["_project"] == project.path else None
+
+
+@route("POST", "/projects/:id/access_tokens", status=201)
+def create_access_token(ctx: Ctx, id: str) -> Any:
+    problems = [f"{name} is missing" for name in ("name", "scopes") if not ctx.param(name)]
+    scopes = ctx.param("scopes")
+    scopes = [scopes] if isinstance(scopes, str) else scopes
+    if scopes and (not isinstance(scopes, list) or any(s not in RESOURCE_BOT_SCOPES for s in scopes)):
+        problems.append("scopes does not have a valid value")
+    level = ctx.param("access_level", MAINTAINER)
+    try:
+        level = int(level)
+    except (TypeError, ValueError):
+        problems.append("access_level is invalid")
+    else:
+        if level not in ACCESS_LEVELS:
+            problems.append("access_level does not have a valid value")
+    expires = _date_param(ctx, "expires_at", problems)
+    if problems:
+        raise GitLabError(400, ", ".join(problems), key="error")
+    project = _project(ctx, id)
+    if not _may_manage_tokens(ctx, project):
+        raise _bad_request("User does not have permission to create project access token")
+    if level > project.members.get(ctx.user, 0):
+        raise _bad_request("Access level of the token contains permissions not held by the creating user")
+    today = ctx.state.today()
+    if expires is None:
+        expires = today + timedelta(days=MAX_TOKEN_LIFETIME_DAYS)
+    # A token dies at 00:00 UTC of its expiry date, so today is as much in the past as yesterday. (The
+    # wording is the fake's: GitLab documents the refusal, not its text.)
+    if expires <= today:
+        raise _bad_request("Expires at must be in the future")
+    if expires > today + timedelta(days=MAX_TOKEN_LIFETIME_DAYS):
+        raise _bad_request(f"Expires at must be before {today + timedelta(days=MAX_TOKEN_LIFETIME_DAYS)}")
+    record = ctx.state.mint_access_token(project, str(ctx.param("name")), list(scopes), level, expires.isoformat())
+    return ctx.state.public_token(record, with_token=True)
+
+
+@route("POST", "/projects/:id/access_tokens/:token_id/rotate")
+def rotate_access_token(ctx: Ctx, id: str, token_id: str) -> Any:
+    problems: list[str] = []
+    expires = _date_param(ctx, "expires_at", problems)
+    if problems:
+        raise GitLabError(400, ", ".join(problems), key="error")
+    project = _project(ctx, id)
+    state = ctx.state
+    if token_id == "self":
+        record = state.token_record(ctx.token)
+        scopes = state.token_scopes.get(ctx.token, [])
+        if record is None or record["_project"] != project.path:
+            raise GitLabError(405, "405 Method Not Allowed")
+        if not {"api", "self_rotate"} & set(scopes):
+            raise GitLabError(403, "403 Forbidden")
+    else:
+        record = _find_token(project, state, token_id) if _may_manage_tokens(ctx, project) else None
+    if record is None:
+        raise GitLabError(401, "401 Unauthorized")
+    if record["revoked"]:
+        # Reuse of a rotated (or revoked) token: GitLab revokes every active token of its family.
+        for other in list(state.access_tokens.values()):
+            if other["_family"] == record["_family"] and not other["revoked"]:
+                state.revoke_access_token(other, remove_bot=False)
+        raise GitLabError(401, "401 Unauthorized")
+    today = state.today()
+    expires = expires or today + timedelta(days=ROTATED_TOKEN_DAYS)
+    if expires <= today:
+        raise _bad_request("Expires at must be in the future")
+    state.revoke_access_token(record, remove_bot=False)
+    rotated = state.mint_access_token(project, record["name"], record["scopes"], record["access_level"],
+                                      expires.isoformat(), bot_user=record["_user"], family=record["_family"])
+    return state.public_token(rotated, with_token=True)
+
+
+@route("DELETE", "/projects/:id/access_tokens/:token_id", status=204)
+def revoke_access_token(ctx: Ctx, id: str, token_id: str) -> Any:
+    project = _project(ctx, id)
+    record = _find_token(project, ctx.state, token_id)
+    # A revoked token's bot has left the project: GitLab no longer finds the token there.
+    if record is None or record["_user"] not in project.members:
+        raise GitLabError(404, "404 project Access Token Not Found")
+    if not _may_manage_tokens(ctx, project):
+        raise _bad_request(f"{ctx.user} cannot delete {record['_user']}")
+    for other in list(ctx.state.access_tokens.values()):  # the bot's every token goes with it
+        if other["_user"] == record["_user"] and not other["revoked"]:
+            ctx.state.revoke_access_token(other)
+    ctx.state.revoke_access_token(record)
+    return None
+
+
+def insufficient_scope(scopes: list[str] | None, method: str, relative: str) -> bool:
+    """Whether a token with `scopes` may not make this request (GitLab answers 403 `insufficient_scope`).
+    `api` allows everything, `read_api` every read, `read_repository` reading files (the repository files
+    API's GET), `self_rotate` rotating the token itself; `write_repository` is for Git over HTTP only."""
+    if scopes is None or "api" in scopes:
+        return False
+    reading = method in ("GET", "HEAD")
+    if "read_api" in scopes and reading:
+        return False
+    if "read_repository" in scopes and reading and re.match(r"^/projects/[^/]+/repository/files/", relative):
+        return False
+    if "self_rotate" in scopes and method == "POST" and re.match(r"^/projects/[^/]+/access_tokens/self/rotate$",
+                                                                   relative):
+        return False
+    return True
+
+
 # ---- the WSGI app ---------------------------------------------------------------------------------
 
 def _body() -> dict[str, Any]:
@@ -506,7 +657,7 @@ def create_app(state: FakeGitLabState) -> Flask:
         if not path.startswith(API + "/"):
             call.status = 404
             return _json(404, {"message": "404 Not Found"}, limits)
-        if user is None:
+        if user is None or not state.token_alive(token or ""):
             call.status = 401
             return _json(401, {"message": "401 Unauthorized"}, limits)
         fault = state.take_fault(request.method, path)
@@ -514,11 +665,17 @@ def create_app(state: FakeGitLabState) -> Flask:
             call.status = fault.status
             return _json(fault.status, fault.body, {**limits, **fault.headers})
         relative = path[len(API):]
+        if insufficient_scope(state.token_scopes.get(token or ""), request.method, relative):
+            call.status = 403
+            return _json(403, {"error": "insufficient_scope",
+                               "error_description": "The request requires higher privileges than provided by "
+                                                    "the access token.",
+                               "scope": "api read_api"}, limits)
         for spec in ROUTES:
             match = spec.pattern.match(relative)
             if spec.method != request.method or match is None:
                 continue
-            ctx = Ctx(state, user, query, body)
+            ctx = Ctx(state, user, query, body, token or "")
             try:
                 with state.lock:
                     data = spec.handler(ctx, **match.groupdict())

@@ -9,16 +9,24 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 # GitLab's access levels (members API).
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 FAKE_TOKEN = "glpat-fake-token"  # noqa: S105 - the fake's own test token
 FAKE_TOKEN_USER = "project_1_bot_5e7c9a"  # the access-token bot the token belongs to
+# The scopes a project access token may carry (GitLab's `resource_bot_scopes`).
+RESOURCE_BOT_SCOPES = ("api", "read_api", "read_repository", "write_repository", "read_registry",
+                       "write_registry", "create_runner", "manage_runner", "ai_features", "k8s_proxy",
+                       "self_rotate", "read_observability", "write_observability")
+ACCESS_LEVELS = (10, 15, 20, 30, 40, 50)  # what `access_level` may be when creating a token
+MAX_TOKEN_LIFETIME_DAYS = 365
+ROTATED_TOKEN_DAYS = 7  # a rotated token's expiry when the request names none
 ROLES = {"guest": GUEST, "planner": 15, "reporter": REPORTER, "developer": DEVELOPER, "maintainer": MAINTAINER,
          "owner": OWNER}
 
@@ -103,6 +111,12 @@ class FakeGitLabState:
         self.tokens[token] = token_user
         self.token = token
         self.token_user = token_user
+        # Tokens with scopes (project access tokens minted through the API, and tokens a test adds with
+        # `add_token`): token -> scopes. A token not here (the seeded one) acts with every scope.
+        self.token_scopes: dict[str, list[str]] = {}
+        # Project access tokens by id (GitLab's entity fields, plus `_token`, `_project`, `_user` and
+        # `_family`: the id of the token it was rotated from, first of the line).
+        self.access_tokens: dict[int, dict[str, Any]] = {}
 
     # ---- clock and ids
     def now(self) -> float:
@@ -327,6 +341,74 @@ class FakeGitLabState:
                      "external_url": "https://checks.example/hook", "hmac": False, "protected_branches": []}
             self.projects[path].status_checks.append(check)
             return check
+
+    def add_token(self, username: str, token: str | None = None, scopes: list[str] | None = None, *,
+                  bot: bool = False) -> str:
+        """A personal (or service account) access token for `username`; `scopes` None: every scope."""
+        with self.lock:
+            self.add_user(username, bot=bot)
+            token = token or "glpat-" + secrets.token_urlsafe(15)[:20]
+            self.tokens[token] = username
+            if scopes is not None:
+                self.token_scopes[token] = list(scopes)
+            return token
+
+    # ---- project access tokens
+    def today(self) -> date:
+        return datetime.fromtimestamp(self.now(), UTC).date()
+
+    def token_record(self, token: str) -> dict[str, Any] | None:
+        with self.lock:
+            return next((t for t in self.access_tokens.values() if t["_token"] == token), None)
+
+    def token_alive(self, token: str) -> bool:
+        """Known, not revoked, and before 00:00 UTC of its expiry date (GitLab's clock)."""
+        with self.lock:
+            if token not in self.tokens:
+                return False
+            record = self.token_record(token)
+            if record is None:
+                return True
+            return not record["revoked"] and (record["expires_at"] is None
+                                              or date.fromisoformat(record["expires_at"]) > self.today())
+
+    def mint_access_token(self, project: Project, name: str, scopes: list[str], access_level: int,
+                          expires_at: str | None, *, bot_user: str | None = None,
+                          family: int | None = None) -> dict[str, Any]:
+        """A project access token: a new bot user, member of the project only (or `bot_user`, rotated)."""
+        with self.lock:
+            if bot_user is None:
+                bot_user = f"project_{project.id}_bot_{secrets.token_hex(16)}"
+                self.add_user(bot_user, bot=True, name=name)
+                project.members[bot_user] = access_level
+            token = "glpat-" + secrets.token_urlsafe(15)[:20]
+            ident = self.next_id()
+            record = {"id": ident, "name": name, "revoked": False, "created_at": iso(self.now()),
+                      "description": None, "scopes": list(scopes), "user_id": self.users[bot_user]["id"],
+                      "last_used_at": None, "active": True, "expires_at": expires_at,
+                      "access_level": access_level, "_token": token, "_project": project.path,
+                      "_user": bot_user, "_family": family if family is not None else ident}
+            self.access_tokens[ident] = record
+            self.tokens[token] = bot_user
+            self.token_scopes[token] = list(scopes)
+            return record
+
+    def revoke_access_token(self, record: dict[str, Any], *, remove_bot: bool = True) -> None:
+        """Revoked: the token stops working; revoking (not rotating) also removes the bot from the project."""
+        with self.lock:
+            record["revoked"], record["active"] = True, False
+            self.tokens.pop(record["_token"], None)
+            if remove_bot:
+                project = self.projects.get(record["_project"])
+                if project is not None:
+                    project.members.pop(record["_user"], None)
+
+    def public_token(self, record: dict[str, Any], *, with_token: bool = False) -> dict[str, Any]:
+        """GitLab's `ResourceAccessToken` entity (`...WithToken`: plus `token`, only when created or rotated)."""
+        out = {k: v for k, v in record.items() if not k.startswith("_")}
+        if with_token:
+            out["token"] = record["_token"]
+        return out
 
     # ---- what tests read
     def statuses(self, path: str, sha: str, name: str | None = None) -> list[dict[str, Any]]:

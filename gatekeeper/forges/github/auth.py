@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gatekeeper.forges.port import ForgeError, RateLimited
-from gatekeeper.state import keys
+from gatekeeper.state import keys, metrics
 from gatekeeper.state.store import text
 
 REFRESH_MARGIN_SECONDS = 5 * 60  # never hand out a token that expires within five minutes
 HTTP_TIMEOUT = 10
+TOKEN_LIFETIME_SECONDS = 3600  # GitHub: an installation token expires an hour after it was minted
 SKEW_TOLERANCE = 5  # seconds of disagreement between clocks not worth correcting (iat is backdated 60 s)
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class InstallationTokens:
         self.private_key = private_key
         self.api_url = api_url.rstrip("/")
         self.session = session or requests.Session()
+        self.session.hooks["response"].append(metrics.response_hook("github"))  # counted by endpoint class
         self._fernet = _fernet(private_key)
 
     def _cache_key(self, installation_id: int, repo: str, permissions: dict[str, str]) -> str:
@@ -137,7 +139,14 @@ class InstallationTokens:
         # The expiry is GitHub's time: measured on our clock, a skewed host would keep a dead token.
         ttl = int(issued.expires_at - github_now(self.api_url) - REFRESH_MARGIN_SECONDS)
         if ttl > 0:
-            self.conn.set(cache_key, self._fernet.encrypt(issued.token.encode()), ex=ttl)
+            # Indexed by repository, so uninstalling the App there drops them (`forget_repository`). The
+            # index outlives every entry it names: no cached token outlives a token's own lifetime.
+            index = keys.installation_tokens_of("github", repo.lower())
+            pipe = self.conn.pipeline()
+            pipe.set(cache_key, self._fernet.encrypt(issued.token.encode()), ex=ttl)
+            pipe.sadd(index, cache_key)
+            pipe.expire(index, TOKEN_LIFETIME_SECONDS)
+            pipe.execute()
         return issued.token
 
     def mint(self, installation_id: int, repo: str, permissions: dict[str, str]) -> IssuedToken:
@@ -159,6 +168,20 @@ class InstallationTokens:
         """A request as the App itself (its JWT), corrected for GitHub's clock."""
         return app_request(self.session, method, f"{self.api_url}{path}", api_url=self.api_url, app_id=self.app_id,
                            private_key=self.private_key, json_body=json_body, params=params)
+
+
+def forget_repository(conn: redis.Redis, repo: str) -> int:
+    """Drop every cached token agentgate holds for `repo` (the App was uninstalled there) and say how
+    many: no cached credential outlives agentgate's access to the repository, and a reinstallation
+    starts from fresh tokens."""
+    index = keys.installation_tokens_of("github", repo.lower())
+    cached = [text(member) for member in conn.smembers(index)]
+    pipe = conn.pipeline()
+    for cache_key in cached:
+        pipe.delete(cache_key)
+    pipe.delete(index)
+    results = pipe.execute()
+    return sum(int(n) for n in results[:len(cached)])
 
 
 def _message(resp: requests.Response) -> str:

@@ -30,6 +30,7 @@ from gatekeeper.forges.port import (
     Review,
     WorkflowRun,
 )
+from gatekeeper.state import metrics
 
 # GitHub returns at most 3000 files and 250 commits for a pull request.
 FILES_CAP = 3000
@@ -42,6 +43,23 @@ HTTP_TIMEOUT = 15  # seconds per request; a worker never waits longer on one ans
 # GithubRetry would sleep through a Retry-After or a rate-limit reset, and retry 5xx at once).
 _CONNECT_RETRY = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=3, backoff_factor=0,
                        respect_retry_after_header=False, raise_on_status=False)
+
+
+def _metered(requester: Any) -> None:
+    """Count each request of this client by endpoint class, and keep the rate limit GitHub reported in
+    its answer. PyGithub has no response hook, but every REST call it makes for us (each page of a list
+    too) goes through `Requester.requestJsonAndCheck`, which sets `rate_limiting` from the answer's
+    X-RateLimit-Remaining; so that one method is wrapped, on this client only."""
+    call = requester.requestJsonAndCheck
+
+    def counted(verb: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(verb, url, *args, **kwargs)
+        finally:
+            remaining = requester.rate_limiting[0]
+            metrics.platform_call("github", url, remaining=remaining if remaining >= 0 else None)
+
+    setattr(requester, "requestJsonAndCheck", counted)  # noqa: B010 (mypy forbids assigning a method)
 
 
 def _listed(obj: Any) -> dict[str, Any]:
@@ -80,6 +98,7 @@ class GitHubForge:
             gh = Github(base_url=self._api_url, auth=Auth.Token(token), lazy=True, per_page=100,
                         timeout=self.http_timeout, retry=_CONNECT_RETRY, seconds_between_requests=None,
                         seconds_between_writes=None)
+            _metered(gh.requester)
             self._client = gh.get_repo(self.repo)
         return self._client
 
@@ -235,6 +254,15 @@ class GitHubForge:
     def branch_sha(self, branch: str) -> str | None:
         data = self._request("GET", f"/branches/{urllib.parse.quote(branch, safe='')}", absent=(404,))
         return str(((data or {}).get("commit") or {}).get("sha") or "") or None
+
+    def default_branch(self) -> str:
+        # Asked each time, never assumed: the agent-token policy is read from it, and a guess ("main")
+        # could name a branch anyone may push to.
+        data = self._request("GET", "")
+        branch = str((data or {}).get("default_branch") or "")
+        if not branch:
+            raise ForgeError(f"GitHub names no default branch for {self.repo} (an empty repository?)")
+        return branch
 
     def get_issue(self, number: int) -> Issue | None:
         data = self._request("GET", f"/issues/{int(number)}", absent=(404, 410))

@@ -49,7 +49,7 @@ from gatekeeper.forges.port import (
     Review,
     WorkflowRun,
 )
-from gatekeeper.state import keys
+from gatekeeper.state import keys, metrics
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class GitLabForge:
 
     def _saw(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._headers = {k.lower(): v for k, v in response.headers.items()}
+        metrics.platform_call("gitlab", urllib.parse.urlsplit(response.url).path, self._headers)
 
     @contextmanager
     def _calls(self) -> Iterator[None]:
@@ -417,6 +418,9 @@ class GitLabForge:
         data = self._request("GET", f"{self._path}/repository/branches/{urllib.parse.quote(branch, safe='')}",
                              absent=(404,))
         return str(((data or {}).get("commit") or {}).get("id") or "") or None
+
+    def default_branch(self) -> str:
+        return str(self._project().get("default_branch") or "main")
 
     def get_file(self, path: str, ref: str | None) -> str | None:
         ref = ref or str(self._project().get("default_branch") or "main")

@@ -1,0 +1,210 @@
+"""Agent tokens end to end: `agentgate serve` and `agentgate worker` as real processes, the fake GitHub,
+a locally served OIDC issuer (its own keys and JWKS), a real Redis.
+
+What must hold: a valid ID token for an approved task gets a GitHub token restricted to that one
+repository and exactly the granted permissions (the fake records the restricted request, and the token
+is refused on another repository); every bad credential or unapproved request is refused with no
+platform token minted; closing the task revokes the token at GitHub with the token itself; and no
+token is ever in clear in Redis or in any log line."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import github_fixture
+from tests.e2e import APP_ID, E2E_REDIS_URL, INSTALLATION, REPO, agentgate_bin, running_agentgate
+from tests.fakegithub import FakeState, running_fake_github
+from tests.fakegithub.state import DEFAULT_INSTALLATION_PERMISSIONS
+from tests.keys import app_key_pair
+from tests.oidc_issuer import generate_key, running_oidc_issuer
+
+pytestmark = pytest.mark.e2e
+
+OTHER = "acme/gadgets"
+MAIN = "d" * 40
+GRANT = """version: 1
+tokens:
+  - agents:
+      - issuer: {issuer}
+        subject: "repo:acme/agent-runner:ref:refs/heads/main"
+        claims: {{job_workflow_ref: "acme/agent-runner/.github/workflows/agent.yml@*"}}
+      - key: runner-1
+    permissions: {{contents: write, pull_requests: write, issues: read}}
+    ttl: 20m
+"""
+WANTED = {"contents": "write", "pull_requests": "write", "issues": "read"}
+
+
+@pytest.fixture
+def issuer():
+    with running_oidc_issuer() as found:
+        yield found
+
+
+@pytest.fixture
+def world(issuer, tmp_path):
+    private, public = app_key_pair()
+    state = FakeState(app_id=APP_ID, public_key_pem=public)
+    # The App holds what it may grant agents (contents: write): GitHub never mints more than that.
+    state.add_installation(INSTALLATION, "acme", [REPO, OTHER], permissions={
+        **DEFAULT_INSTALLATION_PERMISSIONS, "contents": "write"})
+    state.add_repo(REPO)
+    state.add_repo(OTHER)
+    state.repo(REPO).branches["main"] = MAIN
+    state.repo(REPO).branches["feature"] = "f" * 40
+    state.set_content(REPO, ".agentgate.yml", GRANT.format(issuer=issuer.url), ref=MAIN)
+    state.set_permission(REPO, "lead", "write")
+    state.set_permission(REPO, "reader", "read")
+    for number, labeller, issue_state in ((12, "lead", "open"), (13, "reader", "open"), (14, "lead", "closed")):
+        state.add_issue(REPO, number, title=f"Task {number}", state=issue_state, labels=["agent-approved"])
+        state.add_event(REPO, number, {"event": "labeled", "label": {"name": "agent-approved"},
+                                       "actor": {"login": labeller, "type": "User"}})
+    env = {"AGENTGATE_OIDC_ISSUERS": f"{issuer.url}={issuer.audience}", "AGENTGATE_PERIODIC_JOBS": "off"}
+    with running_fake_github(state) as fake, running_agentgate(fake, private, tmp_path, extra_env=env) as gate:
+        yield state, gate
+
+
+def ask(gate, credential: str, **body):
+    return requests.post(f"{gate.url}/api/v1/tokens", json={"repository": REPO, "task": 12, **body},
+                         headers={"Authorization": f"Bearer {credential}"}, timeout=20)
+
+
+# What agentgate asks for itself to read the policy and the task (forges/github/forge.py, Capability.READ).
+OWN_READ = {"contents": "read", "metadata": "read", "pull_requests": "read", "issues": "read"}
+
+
+def minted(state: FakeState) -> list:
+    """The tokens minted for agents: every access-token request but agentgate's own read token."""
+    return [c for c in state.calls_matching("POST", rf"/app/installations/{INSTALLATION}/access_tokens$")
+            if (c.body or {}).get("permissions") != OWN_READ]
+
+
+def api(state_url: str, token: str, path: str) -> int:
+    return requests.get(f"{state_url}{path}", headers={"Authorization": f"token {token}"}, timeout=10).status_code
+
+
+def test_a_grant_is_one_repository_with_exactly_the_allowed_scope(world, issuer):
+    """The token GitHub mints is restricted to that repository and those permissions; it works there and
+    nowhere else; asking for less gets exactly that."""
+    state, gate = world
+    answer = ask(gate, issuer.mint())
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    body = answer.json()
+    assert body["repository"] == REPO and body["task"] == 12 and body["permissions"] == WANTED
+    [call] = minted(state)
+    assert call.body == {"repositories": ["widgets"], "permissions": WANTED}
+    token = state.tokens[body["token"]]
+    assert token.repositories == [REPO] and token.permissions == {"metadata": "read", **WANTED}
+    assert api(gate.fake.url, body["token"], f"/repos/{REPO}/issues/12") == 200
+    assert api(gate.fake.url, body["token"], f"/repos/{OTHER}/issues/1") in (403, 404)
+    smaller = ask(gate, issuer.mint(), permissions={"contents": "read"}).json()
+    assert smaller["permissions"] == {"contents": "read"}
+    assert minted(state)[-1].body == {"repositories": ["widgets"], "permissions": {"contents": "read"}}
+
+
+def test_every_refusal_mints_nothing(world, issuer):
+    """Forged signature, `alg: none`, expired, wrong audience, unknown issuer, unknown or removed agent key
+    (401); an unapproved or closed task, a grant only on a non-default branch, a permission beyond the
+    grant (403): none of them makes GitHub mint a token."""
+    state, gate = world
+    import base64
+
+    def unsigned() -> str:
+        part = lambda v: base64.urlsafe_b64encode(json.dumps(v).encode()).rstrip(b"=").decode()  # noqa: E731
+        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(issuer.claims())}."
+
+    add = subprocess.run([agentgate_bin(), "agents", "add", "runner-1"], env=gate.env, capture_output=True,
+                         text=True, timeout=30)
+    assert add.returncode == 0, add.stderr
+    key = add.stdout.strip()
+    assert key.startswith("agk_")
+    removed = subprocess.run([agentgate_bin(), "agents", "remove", "runner-1"], env=gate.env, capture_output=True,
+                             text=True, timeout=30)
+    assert removed.returncode == 0
+    unauthenticated = {
+        "forged": issuer.mint(key=generate_key("rsa", kid=issuer.keys[0].kid)),
+        "alg-none": unsigned(),
+        "expired": issuer.mint({"exp": 1_000_000, "iat": 999_000, "nbf": 999_000}),
+        "wrong-audience": issuer.mint({"aud": "not-agentgate"}),
+        "unknown-issuer": issuer.mint({"iss": "https://issuer.example"}),
+        "unknown-key": "agk_" + "q" * 43,
+        "removed-key": key,
+    }
+    for case, credential in unauthenticated.items():
+        answer = ask(gate, credential)
+        assert answer.status_code == 401, (case, answer.text)
+        assert answer.json()["reason"] and credential not in answer.text
+    forbidden = {
+        "unapproved (labelled by a reader)": ({"task": 13}, "task-unapproved"),
+        "closed task": ({"task": 14}, "task-closed"),
+        "beyond the grant": ({"permissions": {"contents": "write", "workflows": "write"}}, "beyond-grant"),
+        "another repository": ({"repository": OTHER}, "no-rule"),
+    }
+    state.set_content(OTHER, ".agentgate.yml", GRANT.format(issuer=issuer.url), ref="feature")
+    for case, (body, error) in forbidden.items():
+        answer = ask(gate, issuer.mint(), **body)
+        assert answer.status_code == 403 and answer.json()["error"] == error, (case, answer.text)
+    assert minted(state) == []
+    entries = redis.Redis.from_url(E2E_REDIS_URL).xrange("agentgate:audit")
+    refusals = [e for _, e in entries if e[b"event"] == b"token" and e[b"action"] == b"refuse"]
+    assert len(refusals) == len(forbidden)  # authenticated refusals are audited; anonymous ones are not
+
+
+def test_closing_the_task_revokes_the_token_with_itself(world, issuer, tmp_path):
+    """Closing the task issue (the delivery GitHub sends) makes the worker revoke the token at GitHub:
+    `DELETE /installation/token` authenticated by that very token, which then stops working. Then no
+    token was ever in clear in Redis or in any log line."""
+    state, gate = world
+    body = ask(gate, issuer.mint()).json()
+    token = body["token"]
+    closed = copy.deepcopy(github_fixture("issues.labeled.1"))
+    closed["action"] = "closed"
+    closed["issue"].update(number=12, state="closed")
+    closed["repository"].update(full_name=REPO, name="widgets", default_branch="main")
+    closed["installation"] = {"id": INSTALLATION}
+    closed["sender"] = {"login": "lead", "type": "User", "id": 7}
+    closed.pop("label", None)
+    assert gate.deliver("issues", closed).status_code in (200, 202)
+    done = gate.work()
+    assert state.tokens[token].revoked
+    deletes = state.calls_matching("DELETE", r"/installation/token$")
+    assert len(deletes) == 1 and deletes[0].auth == "installation"
+    assert api(gate.fake.url, token, f"/repos/{REPO}/issues/12") == 401
+    listed = subprocess.run([agentgate_bin(), "tokens", "list", "--repo", REPO, "--all", "--format", "jsonl"],
+                            env=gate.env, capture_output=True, text=True, timeout=30)
+    [record] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert record["state"] == "revoked" and record["reason"] == "the task was closed"
+    audit = subprocess.run([agentgate_bin(), "audit", "--kind", "token", "--format", "jsonl"], env=gate.env,
+                           capture_output=True, text=True, timeout=30)
+    actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]
+    assert actions == ["grant", "revoke"]
+    # No token in clear: every Redis key and value, the web process's log and the worker's output.
+    conn = redis.Redis.from_url(E2E_REDIS_URL)
+    dump = []
+    for name in conn.scan_iter():
+        dump.append(name)
+        kind = conn.type(name)
+        if kind == b"string":
+            dump.append(conn.get(name) or b"")
+        elif kind == b"hash":
+            dump += [b for pair in conn.hgetall(name).items() for b in pair]
+        elif kind == b"set":
+            dump += list(conn.smembers(name))
+        elif kind == b"zset":
+            dump += [m for m, _ in conn.zrange(name, 0, -1, withscores=True)]
+        elif kind == b"list":
+            dump += list(conn.lrange(name, 0, -1))
+        elif kind == b"stream":
+            dump += [v for _, fields in conn.xrange(name) for pair in fields.items() for v in pair]
+    blob = b"\n".join(dump)
+    logs = "\n".join(p.read_text() for p in tmp_path.glob("*.log")) + done.stdout + done.stderr
+    for secret in {token, token[:40]} | {t for t in state.tokens if t != token and len(t) > 30}:
+        assert secret.encode() not in blob
+        assert secret not in logs
