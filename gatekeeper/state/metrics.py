@@ -43,6 +43,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "agentgate_job_failures": ("Jobs that raised and will be retried or failed", ("job",)),
     "agentgate_failed_deliveries": ("Failed webhook deliveries found in the platform's delivery log",
                                     ("platform",)),
+    # result: the answer's status (201, 401, 403, 429, 503, 400) or revoked / revoke-failed
+    "agentgate_token_requests": ("Agent token requests and revocations, by result", ("platform", "result")),
 }
 
 # Gauges a process sets (the last value written wins): name -> (help, label names).

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +22,7 @@ from gatekeeper.forges.port import ForgeError, TokenIssuers
 from gatekeeper.policy.model import InvalidPolicy
 from gatekeeper.policy.schema import TokenLevel, TokenPermissionName
 from gatekeeper.settings import Settings
+from gatekeeper.state import metrics
 from gatekeeper.state import tokens as store
 from gatekeeper.tokens.audit import record_refusal, record_token
 from gatekeeper.tokens.authenticate import IssuerUnavailable, Unauthenticated, authenticate, bearer
@@ -58,6 +59,7 @@ class Answer:
     status: int
     body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
+    platform: str = "-"  # for metrics: the validated request's platform
 
 
 def refused(status: int, error: str, reason: str) -> Answer:
@@ -87,6 +89,12 @@ class TokenService:
 
     # ---- POST /api/v1/tokens
     def issue(self, authorization: str | None, body: bytes) -> Answer:
+        answer = self._answer(authorization, body)
+        # The platform label comes from a validated request only ("-" when there was none to read).
+        metrics.incr(self.conn, "agentgate_token_requests", answer.platform, str(answer.status))
+        return answer
+
+    def _answer(self, authorization: str | None, body: bytes) -> Answer:
         agent = self._authenticate(authorization)
         if isinstance(agent, Answer):
             return agent
@@ -97,7 +105,7 @@ class TokenService:
         except (ValueError, ValidationError) as exc:
             return refused(400, "malformed", _explain(exc))
         try:
-            return self._issue(agent, request)
+            return replace(self._issue(agent, request), platform=request.platform)
         except redis.RedisError:
             log.exception("Redis failed while issuing an agent token")
             return refused(503, "unavailable", "agentgate's store is unavailable; retry later")
