@@ -66,7 +66,17 @@ def other_key() -> tuple[str, str]:
 
 
 def seed(state: FakeState) -> FakeState:
-    state.add_installation(INSTALLATION, "acme", [REPO, OTHER])
+    from tests.fakegithub import admin
+    from tests.fakegithub.manifests import add_manifest_code
+    from tests.fakegithub.state import DEFAULT_INSTALLATION_PERMISSIONS
+
+    state.add_installation(INSTALLATION, "acme", [REPO, OTHER],
+                           permissions={**DEFAULT_INSTALLATION_PERMISSIONS, "administration": "read"})
+    admin.protect_branch(state, REPO, "main")
+    admin.add_ruleset(state, REPO, ruleset_id=4001)
+    admin.add_environment(state, REPO, "production")
+    add_manifest_code(state, {"name": "agentgate", "url": "https://agentgate.example",
+                              "hook_attributes": {"url": "https://agentgate.example/webhooks/github"}}, code="c0ffee")
     state.add_repo(PUBLIC, private=False)
     state.add_pull(REPO, 7, title="Add widget", body="Implements widgets", user="coder-bot[bot]",
                    head_ref="agent/widget", head_sha=HEAD, base_sha=BASE, labels=["agent"])
@@ -155,6 +165,17 @@ EXAMPLES: dict[tuple[str, str], tuple[str, dict[str, Any] | list[Any] | None]] =
         (f"/app/installations/{INSTALLATION}/access_tokens", {"repositories": ["widgets"]}),
     ("DELETE", "/installation/token"): ("/installation/token", None),
     ("GET", "/app"): ("/app", None),
+    ("GET", "/repos/{owner}/{repo}/installation"): (f"{P}/installation", None),
+    ("POST", "/app-manifests/{code}/conversions"): ("/app-manifests/c0ffee/conversions", None),
+    ("GET", "/app/installations"): ("/app/installations", None),
+    ("GET", "/installation/repositories"): ("/installation/repositories", None),
+    ("GET", "/repos/{owner}/{repo}/branches"): (f"{P}/branches?protected=true", None),
+    ("GET", "/repos/{owner}/{repo}/branches/{branch}/protection"): (f"{P}/branches/main/protection", None),
+    ("GET", "/repos/{owner}/{repo}/rules/branches/{branch}"): (f"{P}/rules/branches/main", None),
+    ("GET", "/repos/{owner}/{repo}/rulesets/{ruleset_id}"): (f"{P}/rulesets/4001", None),
+    ("GET", "/repos/{owner}/{repo}/environments"): (f"{P}/environments", None),
+    ("GET", "/repos/{owner}/{repo}/environments/{environment_name}/deployment_protection_rules"):
+        (f"{P}/environments/production/deployment_protection_rules", None),
     ("GET", "/repos/{owner}/{repo}/branches/{branch}"): (f"{P}/branches/main", None),
     ("GET", "/repos/{owner}/{repo}"): (P, None),
     ("GET", "/repos/{owner}/{repo}/pulls"): (f"{P}/pulls", None),
@@ -224,7 +245,7 @@ def test_response_has_every_required_field(fake: FakeGitHub, app_key: tuple[str,
     every field the OpenAPI schema marks required (non-null unless nullable), one level deep."""
     entry = SPEC[key]
     path, payload = EXAMPLES[key]
-    if entry["path"] == "/app" or entry["path"].startswith("/app/"):
+    if entry["path"] == "/app" or entry["path"].startswith("/app/") or entry["path"].endswith("/installation"):
         headers = {"Authorization": f"Bearer {app_jwt(app_key[0], fake.state.now())}"}
     else:
         headers = {"Authorization": f"token {mint(fake, app_key[0])}"}
