@@ -388,7 +388,6 @@ def test_agent_push_to_protected_branch_is_marked_failed(world):
     assert calls(state) == [
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         ("GET", f"/repos/{REPO}/contents/.agentgate.yml"),  # the policy before the push
-        ("GET", "/app"),  # not our own push
         ("GET", f"/repos/{REPO}/commits/{pushed}/pulls"),  # a merge agentgate passed?
         ("POST", f"/repos/{REPO}/statuses/{pushed}"),
     ]
@@ -483,13 +482,15 @@ def test_policy_preview_rate_limited_is_rescheduled(world):
     assert "`5555555`" in state.repo(REPO).comments[9][0]["body"]  # the older preview stays until then
 
 
-def test_own_comment_is_not_judged(world):
-    """agentgate's own comment (which quotes the commands it flagged) is never taken for a bot command."""
+def test_a_comment_in_agentgates_name_it_did_not_write_is_judged(world):
+    """A comment in agentgate's name with agentgate's marker that agentgate did not write (an agent holding
+    one of its tokens) is judged like any bot's command; agentgate's genuine comments are recognised by
+    their id or the body it is posting, never by the login or the marker."""
     state, gate, pr = world
     body = "<!-- agentgate:pr-comment -->\n/deploy\n- x commented `/deploy`"
     gate.deliver("issue_comment", comment_payload(body, _bot("agentgate[bot]")))
     gate.work()
-    assert not status_posts(state, HEAD)
+    assert status_posts(state, HEAD)[-1]["state"] == "failure"
 
 
 def test_agent_rerunning_a_humans_deploy_is_rejected(world):
@@ -602,3 +603,27 @@ def test_agentgate_own_actions_are_audited(world):
         ("agentgate", "bot", "agentgate", "status"),
         ("agentgate", "bot", "agentgate", "comment"),
     ]
+
+
+def test_an_agent_acting_with_agentgates_identity_is_judged_like_any_bot(world):
+    """On GitHub an agent's token comes from agentgate's own App, so its actions bear agentgate's login.
+    A command comment, a trigger label and the removal of a label agentgate did not remove are judged
+    like any bot's: only what agentgate itself just did is recognised as its own."""
+    state, gate, pr = world
+    me = _bot("agentgate[bot]")
+    gate.deliver("issue_comment", comment_payload("/deploy production", me))
+    gate.work()
+    assert status_posts(state, HEAD)[-1]["state"] == "failure"
+    [comment] = state.repo(REPO).comments[7]
+    assert "/deploy" in comment["body"]
+    state.set_labels(REPO, 7, ["automerge"])
+    gate.deliver("pull_request", label_payload(pr, "automerge", me))
+    gate.work()
+    assert ("DELETE", f"/repos/{REPO}/issues/7/labels/automerge") in calls(state)
+    # agentgate's own comment (its delivery names the same login) is still not judged: the body is its own.
+    state.calls.clear()
+    own = comment_payload(comment["body"], me)
+    own["comment"]["id"] = comment["id"]
+    gate.deliver("issue_comment", own)
+    gate.work()
+    assert not any(m == "POST" and "/statuses/" in p for m, p in calls(state))

@@ -372,3 +372,120 @@ def test_production_index_lists_nothing_even_without_the_app_key(client, redis_c
     decision_id = save_pr(redis_conn, replace(pr_facts(), number=5))
     html = client.get("/").get_data(as_text=True)
     assert decision_id not in html and "pull request #5" not in html
+
+
+# -- issue 11: verdict history, files and rules, the policy's commit, links back to the platform ---------
+
+def save_at(redis_conn, facts: PullRequestFacts, at: str, verdict: Verdict | None = None, **extra) -> str:
+    verdict = verdict or evaluate_pull_request(DEFAULT_POLICY, facts)
+    return decisions.save(redis_conn, DecisionRecord(
+        "github", facts.repo, f"pull request #{facts.number}", facts.head_sha, verdict.to_dict(), facts.to_dict(),
+        ".agentgate.yml", {"event": "pull_request.synchronize"}, at, extra=extra))
+
+
+def test_verdict_history_lists_the_pull_requests_verdicts_newest_first(client, redis_conn):
+    """The details page lists every verdict on the same pull request, newest first, each linking to its
+    page, this one marked; other pull requests' and other repositories' verdicts are not in it."""
+    first = save_at(redis_conn, pr_facts(head_sha=OLD), "2024-05-01T10:00:00+00:00")
+    second = save_at(redis_conn, pr_facts(), "2024-05-02T10:00:00+00:00")
+    approved = pr_facts(reviews=(Review(actor("mia", "User"), "APPROVED", HEAD, "write"),),
+                        changed_files=(ChangedFile("src/app.py"),))
+    third = save_at(redis_conn, approved, "2024-05-03T10:00:00+00:00")
+    other_pr = save_at(redis_conn, pr_facts(number=13), "2024-05-03T11:00:00+00:00")
+    other_repo = save_at(redis_conn, pr_facts(repo="acme/web"), "2024-05-03T12:00:00+00:00")
+    html = client.get(f"/decisions/{second}").get_data(as_text=True)
+    history = section(html, "Verdict history")
+    assert re.findall(r'href="/decisions/([^"]+)"', history) == [third, second, first]
+    assert other_pr not in history and other_repo not in history
+    assert re.search(r'<tr class="current" aria-current="page">\s*<td data-label="decided"><strong>'
+                     rf'<a href="/decisions/{second}"', history)
+    for outcome in ("success", "pending"):
+        assert f'<span class="badge {outcome}">{outcome}</span>' in history
+    assert "<code>1f2e3d4</code>" in history and "<code>pull_request.synchronize</code>" in history
+
+
+def test_saving_a_record_again_adds_no_history(client, redis_conn):
+    """A record saved again (the policy preview added to it) is the same verdict, not another one."""
+    decision_id = save_at(redis_conn, pr_facts(), "2024-05-02T10:00:00+00:00")
+    record = decisions.load(redis_conn, decision_id)
+    record.extra["policy_preview_markdown"] = "## Policy change preview\n\nnothing flips"
+    decisions.save(redis_conn, record)
+    assert [r.id for r in decisions.history(redis_conn, "github", "acme/api", 12)] == [decision_id]
+
+
+def test_other_subjects_have_no_history_section(client, redis_conn):
+    """A merge group or deployment decision is not a pull request's: no verdict history is read or shown."""
+    html = client.get(f"/decisions/{save_other(redis_conn, Verdict.of([]), {'pull_requests': [12]})}").get_data(
+        as_text=True)
+    assert "Verdict history" not in html
+
+
+def test_files_are_listed_under_the_rules_they_matched(client, redis_conn):
+    """Each reason that carries matched paths lists them under its rule; a policy rule that applied
+    without recording paths says so instead of looking like it matched nothing."""
+    verdict = Verdict.of([
+        Reason("sensitive-paths", Outcome.SUCCESS, "Changes sensitive paths: CODEOWNERS",
+               data={"paths": ["CODEOWNERS", ".github/workflows/ci.yml"], "needed": 2}),
+        Reason("rule:no-migrations", Outcome.FAILURE, "Agents may not change migrations", "Split it",
+               data={"paths": ["db/migrations/0042.sql"]}),
+        Reason("rule:title-wip", Outcome.PENDING, "WIP pull requests wait", "Drop WIP from the title"),
+        Reason("automated-change", Outcome.SUCCESS, "Opened by copilot"),
+    ])
+    html = client.get(f"/decisions/{save_at(redis_conn, pr_facts(), '2024-05-02T10:00:00+00:00', verdict)}").get_data(
+        as_text=True)
+    matches = section(html, "Files and the rules they matched")
+    assert re.search(r"sensitive paths</strong>.*?\(so 2 approvals are needed\).*?<code>CODEOWNERS</code>.*?"
+                     r"<code>.github/workflows/ci.yml</code>", matches, re.S)
+    assert re.search(r"rule no-migrations</strong>.*?<code>db/migrations/0042.sql</code>", matches, re.S)
+    assert re.search(r"rule title-wip</strong>.*?does not list which files", matches, re.S)
+    assert "automated-change" not in matches
+
+
+def test_the_policy_file_and_commit_link_to_that_version(client, redis_conn):
+    """The policy is named with the commit it was read at, linking to the file at that commit on the
+    platform; without a recorded commit the page says which branch's head it was read at."""
+    pinned = save_at(redis_conn, pr_facts(), "2024-05-02T10:00:00+00:00", policy_sha="9c0ffee" + "3" * 33,
+                     policy_layers=["preset:strict", ".agentgate.yml"])
+    html = client.get(f"/decisions/{pinned}").get_data(as_text=True)
+    policy = html[html.index("<dt>Policy</dt>"): html.index("</dd>", html.index("<dt>Policy</dt>"))]
+    sha = "9c0ffee" + "3" * 33
+    web = "https://github.com/acme/api"
+    assert f'<a href="{web}/blob/{sha}/.agentgate.yml" rel="noreferrer"><code>.agentgate.yml</code></a>' in policy
+    assert f'<a href="{web}/commit/{sha}" rel="noreferrer"><code title="{sha}">9c0ffee</code></a>' in policy
+    assert "built from preset:strict, .agentgate.yml" in policy
+    unpinned = client.get(f"/decisions/{save_pr(redis_conn, pr_facts())}").get_data(as_text=True)
+    assert "on <code>main</code> at its head when decided" in unpinned and "/blob/" not in unpinned
+    bogus = save_at(redis_conn, pr_facts(number=14), "2024-05-02T10:00:00+00:00", policy_sha="javascript:alert(1)")
+    assert "javascript:" not in client.get(f"/decisions/{bogus}").get_data(as_text=True)
+
+
+def test_links_go_to_the_platform_only(settings, redis_conn):
+    """Links back to the pull request and commit use the platform's configured web address (github.com,
+    GHES, the GitLab instance) and validated names; a name that could leave the project links nowhere."""
+    ghes = create_app(replace(settings, github_api_url="https://ghe.acme.test/api/v3"), redis_conn).test_client()
+    html = ghes.get(f"/decisions/{save_pr(redis_conn, pr_facts())}").get_data(as_text=True)
+    assert 'href="https://ghe.acme.test/acme/api/pull/12"' in html
+    assert f'href="https://ghe.acme.test/acme/api/commit/{HEAD}"' in html
+    gitlab = create_app(replace(settings, gitlab_url="https://gitlab.acme.test/"), redis_conn).test_client()
+    facts = pr_facts(repo="acme/platform/api")
+    record = DecisionRecord("gitlab", facts.repo, "pull request #12", HEAD,
+                            evaluate_pull_request(DEFAULT_POLICY, facts).to_dict(), facts.to_dict(), ".agentgate.yml",
+                            extra={"policy_sha": OLD})
+    html = gitlab.get(f"/decisions/{decisions.save(redis_conn, record)}").get_data(as_text=True)
+    assert 'href="https://gitlab.acme.test/acme/platform/api/-/merge_requests/12"' in html
+    assert f'href="https://gitlab.acme.test/acme/platform/api/-/blob/{OLD}/.agentgate.yml"' in html
+    plain_api = create_app(replace(settings, github_api_url="http://127.0.0.1:9/api/v3"), redis_conn).test_client()
+    assert not re.search(r'<a href="https?:', plain_api.get(f"/decisions/{save_pr(redis_conn, pr_facts())}").get_data(
+        as_text=True))
+    github = create_app(settings, redis_conn).test_client()
+    for repo in ("../evil", "acme/..", "acme/api/extra", "acme/a b", "//evil.example/x"):
+        html = github.get(f"/decisions/{save_pr(redis_conn, pr_facts(repo=repo))}").get_data(as_text=True)
+        assert "https://github.com/" not in html, repo
+
+
+def test_details_page_fits_a_phone(client, redis_conn):
+    """The page declares a device-width viewport and stacks its tables below 600 px (the browser test
+    measures 375 px)."""
+    html = client.get(f"/decisions/{save_pr(redis_conn, pr_facts())}").get_data(as_text=True)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert "@media (max-width:600px)" in html and ".stack td{display:block" in html.replace(",.stack td", ".stack td")

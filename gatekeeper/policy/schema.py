@@ -309,7 +309,17 @@ TokenLevel = Literal["read", "write", "admin"]
 # Issuers whose subjects name a whole platform's tenants: a `subject` for them must fix the owner (org or
 # group) literally, or any repository on that platform could mint an ID token that matches.
 SHARED_ISSUERS = {"https://token.actions.githubusercontent.com": "repo:", "https://gitlab.com": "project_path:"}
-MIN_TTL, MAX_TTL = 60, 3600  # GitHub's installation tokens live an hour and cannot be shortened
+MIN_TTL, MAX_TTL = 60, 3600
+# Read at most: on GitHub an agent's token comes from agentgate's own App, so with these it could post
+# agentgate's verdict (statuses, checks), answer its deployment reviews (deployments), or change the
+# protection that makes agentgate required (administration, environments).
+READ_ONLY_FOR_AGENTS = {
+    "statuses": "it could post agentgate's own verdict",
+    "checks": "it could post agentgate's own check run",
+    "deployments": "it could answer agentgate's deployment reviews",
+    "administration": "it could change the branch protection that requires agentgate",
+    "environments": "it could remove agentgate's deployment protection rule",
+}  # GitHub's installation tokens live an hour and cannot be shortened
 
 
 def _duration(value: Any) -> int:
@@ -374,6 +384,13 @@ class TokenRule(_Strict):
     permissions: Annotated[dict[TokenPermissionName, TokenLevel], Field(min_length=1)] = Field(
         description="the most a token may carry; an agent that names none gets exactly these")
     ttl: Duration = Field(default=1800, description="how long a token lives at most: 1m to 1h (e.g. 30m)")
+
+    @model_validator(mode="after")
+    def _not_agentgate_itself(self) -> TokenRule:
+        for name, why in READ_ONLY_FOR_AGENTS.items():
+            if self.permissions.get(name, "read") != "read":  # type: ignore[call-overload]
+                raise ValueError(f"{name} can be granted at most read: {why}")
+        return self
 
 
 class PolicyDocument(_Strict):

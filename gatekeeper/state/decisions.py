@@ -40,7 +40,7 @@ def new_id() -> str:
 
 
 RECENT_KEY = keys.RECENT_DECISIONS
-RECENT_KEEP = 50
+RECENT_KEEP = 500  # the operator dashboard reads this far back (see state/dashboard.py)
 
 
 def save(conn: redis.Redis, record: DecisionRecord) -> str:
@@ -51,8 +51,53 @@ def save(conn: redis.Redis, record: DecisionRecord) -> str:
     if is_new:
         pipe.lpush(RECENT_KEY, record.id)
         pipe.ltrim(RECENT_KEY, 0, RECENT_KEEP - 1)
+        number = pull_request_number(record)
+        if number is not None:
+            # A pull request's verdicts in order, for its details page. Only new decisions: a record
+            # saved again (a preview added to it) is the same verdict, not another one.
+            history = keys.decision_history(record.platform, record.repo, number)
+            pipe.lpush(history, record.id)
+            pipe.ltrim(history, 0, keys.DECISION_HISTORY_KEEP - 1)
+            pipe.expire(history, DECISION_TTL_SECONDS)
     pipe.execute()
     return record.id
+
+
+def pull_request_number(record: DecisionRecord) -> int | None:
+    """The pull request a decision is about, or None for other subjects (merge groups, deployments)."""
+    if not record.subject.startswith("pull request #") or not isinstance(record.facts, dict):
+        return None
+    number = record.facts.get("number")
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
+def history(conn: redis.Redis, platform: str, repo: str, number: int,
+            limit: int = keys.DECISION_HISTORY_KEEP) -> list[DecisionRecord]:
+    """A pull request's decisions, newest first, in one read (records past their lifetime are left out)."""
+    ids = [text(raw) for raw in conn.lrange(keys.decision_history(platform, repo, number), 0, limit - 1)]
+    return load_many(conn, ids)
+
+
+def load_many(conn: redis.Redis, ids: list[str]) -> list[DecisionRecord]:
+    """Records by id, in the order given, skipping those that expired or cannot be read."""
+    if not ids:
+        return []
+    found = []
+    for raw in conn.mget([keys.decision(i) for i in ids]):
+        record = _parse(raw)
+        if record is not None:
+            found.append(record)
+    return found
+
+
+def _parse(raw: bytes | str | None) -> DecisionRecord | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return DecisionRecord(**data) if isinstance(data, dict) else None
+    except (ValueError, TypeError):
+        return None  # a record from a version with other fields: not shown, never an error page
 
 
 def recent(conn: redis.Redis, limit: int = 20) -> list[DecisionRecord]:

@@ -102,6 +102,20 @@ def comment(platform: str, repo: str, number: int) -> str:
     return key("comment", platform, repo, number)
 
 
+OWN_ACTION_TTL = 600  # how long an action agentgate is about to take is recognised as its own
+
+
+def comment_posting(platform: str, repo: str, number: int) -> str:
+    """The SHA-256 of the comment body agentgate is posting on a PR: its delivery is then known as ours.
+    (Agent tokens on GitHub come from agentgate's own App, so the author's login alone proves nothing.)"""
+    return key("comment-posting", platform, repo, number)
+
+
+def label_removal(platform: str, repo: str, number: int, label: str) -> str:
+    """Set just before agentgate removes a label: that `unlabeled` delivery is its own, and no other is."""
+    return key("label-removal", platform, repo, number, hashlib.sha256(label.encode()).hexdigest()[:16])
+
+
 def comment_sections(platform: str, repo: str, number: int) -> str:
     return key("comment-sections", platform, repo, number)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -13,6 +14,7 @@ from markupsafe import Markup, escape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gatekeeper.forges.recording import recorded_actions
+from gatekeeper.policy.load import POLICY_PATH
 from gatekeeper.state import decisions
 from gatekeeper.state.metrics import StoreCollector
 
@@ -41,12 +43,17 @@ def _template_helpers() -> dict[str, Any]:
 
 @blueprint.after_request
 def _security_headers(resp: Response) -> Response:
-    """HTML pages run no script at all; the one inline stylesheet is allowed by a per-response nonce."""
+    return security_headers(resp)
+
+
+def security_headers(resp: Response, form_action: str = "'none'") -> Response:
+    """HTML pages run no script at all; the one inline stylesheet is allowed by a per-response nonce.
+    Forms may post only where `form_action` says (the details page has none)."""
     if resp.mimetype == "text/html":
         style = f"'nonce-{g.csp_nonce}'" if "csp_nonce" in g else "'none'"
         resp.headers["Content-Security-Policy"] = (
             f"default-src 'none'; style-src {style}; img-src 'self' data:; base-uri 'none'; "
-            "form-action 'none'; frame-ancestors 'none'")
+            f"form-action {form_action}; frame-ancestors 'none'")
         resp.headers["X-Frame-Options"] = "DENY"
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     # A decision URL is the only key to its page: never hand it to the sites the page links to.
@@ -91,8 +98,9 @@ def decision_page(decision_id: str):  # type: ignore[no-untyped-def]
         resp = jsonify(record.__dict__)
     else:
         settings = _ctx().settings
-        resp = Response(render_template("decision.html", d=record, v=decision_view(record, settings.github_api_url),
-                                        context=settings.status_context))
+        view = decision_view(record, settings.github_api_url, settings.gitlab_url or "")
+        view["history"] = history_view(_ctx().conn, record)
+        resp = Response(render_template("decision.html", d=record, v=view, context=settings.status_context))
     # The page describes a possibly private repository: no shared caches, no copies kept.
     resp.headers["Cache-Control"] = "private, no-store"
     resp.headers["X-Robots-Tag"] = "noindex, nofollow"
@@ -116,7 +124,7 @@ def index():  # type: ignore[no-untyped-def]
 # -- the details page, in human form ---------------------------------------------------------------
 
 
-def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") -> dict[str, Any]:
+def decision_view(record: decisions.DecisionRecord, github_api_url: str = "", gitlab_url: str = "") -> dict[str, Any]:
     """What the template shows, worked out from a stored record (old records may lack any field).
     Everything comes from the reasons' structured `data` and the verdict's `approvals`: messages are
     shown as they are and never parsed, and nothing the decision judged is judged again here."""
@@ -136,9 +144,9 @@ def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") ->
             unblock.append(step)
     facts = record.facts if isinstance(record.facts, dict) else {}
     extra = record.extra if isinstance(record.extra, dict) else {}
-    web = _web_base(record.platform, github_api_url)
+    links = platform_links(record.platform, github_api_url, gitlab_url)
     sensitive = sensitive_paths(reasons)
-    pr = pull_request_view(facts, sensitive, web)
+    pr = pull_request_view(facts, sensitive, links)
     lifted = extra.get("lifted")
     return {
         "outcome": outcome,
@@ -156,9 +164,11 @@ def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") ->
         "lifted": sorted((str(k), str(v)) for k, v in lifted.items()) if isinstance(lifted, dict) else [],
         "layers": [str(x) for x in extra.get("policy_layers") or [] if isinstance(x, str)],
         "generic": None if pr is not None else generic_facts(facts),
-        "repo_url": f"{web}/{record.repo}" if web and _REPO.match(record.repo or "") else None,
-        "sha_url": (f"{web}/{record.repo}/commit/{record.sha}"
-                    if web and _REPO.match(record.repo or "") and _SHA.match(record.sha or "") else None),
+        "repo_url": links.repo(record.repo) if links else None,
+        "sha_url": links.commit(record.repo, record.sha) if links else None,
+        "policy": policy_view(record, facts, links),
+        "matches": rule_matches(reasons),
+        "history": None,  # filled in by the page, which reads the store
         "preview": render_markdown(str(extra.get("policy_preview_markdown") or ""),
                                    drop_heading="Policy change preview")
         if extra.get("policy_preview_markdown") else None,
@@ -166,19 +176,60 @@ def decision_view(record: decisions.DecisionRecord, github_api_url: str = "") ->
     }
 
 
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _SHA = re.compile(r"^[0-9a-fA-F]{7,64}$")
+_SEGMENT = r"(?!\.+(?:/|$))[A-Za-z0-9_.-]+"  # a path segment, never "." or ".."
+_GITHUB_REPO = re.compile(rf"^{_SEGMENT}/{_SEGMENT}$")
+_GITLAB_PROJECT = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT}){{1,20}}$")  # groups and subgroups
+_BASE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~-]+)*$")
 
 
-def _web_base(platform: str, api_url: str) -> str | None:
-    """The web address of the platform, for links: github.com, or a GitHub Enterprise Server host."""
-    if platform != "github":
+@dataclass(frozen=True)
+class PlatformLinks:
+    """Links back to the platform, built only from the configured base URL and validated names: never
+    from a URL found in a payload, so a page can only link to http(s) pages of the platform itself."""
+
+    platform: str
+    base: str
+
+    def _project(self, repo: str) -> str | None:
+        pattern = _GITHUB_REPO if self.platform == "github" else _GITLAB_PROJECT
+        return f"{self.base}/{repo}" if pattern.match(repo or "") else None
+
+    def repo(self, repo: str) -> str | None:
+        return self._project(repo)
+
+    def pull(self, repo: str, number: Any) -> str | None:
+        project = self._project(repo)
+        if project is None or not isinstance(number, int) or isinstance(number, bool) or number <= 0:
+            return None
+        return f"{project}/pull/{number}" if self.platform == "github" else f"{project}/-/merge_requests/{number}"
+
+    def commit(self, repo: str, sha: str) -> str | None:
+        project = self._project(repo)
+        if project is None or not _SHA.match(sha or ""):
+            return None
+        return f"{project}/commit/{sha}" if self.platform == "github" else f"{project}/-/commit/{sha}"
+
+    def file(self, repo: str, sha: str, path: str) -> str | None:
+        project = self._project(repo)
+        if project is None or not _SHA.match(sha or "") or path != POLICY_PATH:
+            return None  # only the policy file is linked: no path from a payload becomes a URL
+        return f"{project}/blob/{sha}/{path}" if self.platform == "github" else f"{project}/-/blob/{sha}/{path}"
+
+
+def platform_links(platform: str, github_api_url: str = "", gitlab_url: str = "") -> PlatformLinks | None:
+    """github.com, a GitHub Enterprise Server host, or the configured GitLab instance; None otherwise
+    (e.g. a test server's plain-HTTP API, which has no web pages)."""
+    if platform == "github":
+        api = (github_api_url or "https://api.github.com").rstrip("/")
+        if api == "https://api.github.com":
+            return PlatformLinks("github", "https://github.com")
+        if api.startswith("https://") and api.endswith("/api/v3") and _BASE_URL.match(api):
+            return PlatformLinks("github", api[: -len("/api/v3")])
         return None
-    api = (api_url or "https://api.github.com").rstrip("/")
-    if api == "https://api.github.com":
-        return "https://github.com"
-    if api.startswith("https://") and api.endswith("/api/v3"):
-        return api[: -len("/api/v3")]
+    if platform == "gitlab" and gitlab_url:
+        base = gitlab_url.rstrip("/")
+        return PlatformLinks("gitlab", base) if _BASE_URL.match(base) else None
     return None
 
 
@@ -264,7 +315,69 @@ def approvals_view(verdict: dict[str, Any], reasons: list[dict[str, Any]]) -> di
     return {"requirements": requirements, "rows": rows}
 
 
-def pull_request_view(facts: dict[str, Any], sensitive: list[str], web: str | None) -> dict[str, Any] | None:
+HISTORY_SHOWN = 20
+
+
+def history_view(conn: redis.Redis, record: decisions.DecisionRecord) -> dict[str, Any] | None:
+    """The pull request's verdicts, newest first (None for other subjects, or when the store is down:
+    the page is still worth showing without them)."""
+    number = decisions.pull_request_number(record)
+    if number is None:
+        return None
+    try:
+        found = decisions.history(conn, record.platform, record.repo, number, limit=HISTORY_SHOWN)
+    except redis.RedisError:
+        return None
+    rows = []
+    for r in found:
+        verdict = r.verdict if isinstance(r.verdict, dict) else {}
+        trigger = r.trigger if isinstance(r.trigger, dict) else {}
+        rows.append({"id": r.id, "outcome": str(verdict.get("outcome") or "error"),
+                     "description": str(verdict.get("description") or ""), "decided_at": str(r.decided_at or ""),
+                     "sha": _short(r.sha), "event": str(trigger.get("event") or ""), "current": r.id == record.id})
+    return {"rows": rows, "capped": len(rows) >= HISTORY_SHOWN,
+            "listed": any(row["current"] for row in rows)}
+
+
+def policy_view(record: decisions.DecisionRecord, facts: dict[str, Any],
+                links: PlatformLinks | None) -> dict[str, Any]:
+    """Which policy judged: the file and the commit it was read at (when the record names it), the
+    layers it was built from, and links to that exact version on the platform."""
+    source = str(record.policy_source or "")
+    extra = record.extra if isinstance(record.extra, dict) else {}
+    sha = str(extra.get("policy_sha") or "")
+    sha = sha if _SHA.match(sha) else ""
+    is_file = source == POLICY_PATH
+    return {
+        "source": source,
+        "kind": "none" if source in ("", "-") else "file" if is_file else "builtin",
+        "layers": [str(x) for x in extra.get("policy_layers") or [] if isinstance(x, str)],
+        "sha": sha,
+        "branch": str(facts.get("base_ref") or facts.get("default_branch") or ""),
+        "file_url": links.file(record.repo, sha, POLICY_PATH) if links and sha and is_file else None,
+        "commit_url": links.commit(record.repo, sha) if links and sha else None,
+    }
+
+
+def rule_matches(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Which changed files each rule matched, from the reasons' `paths` data; a policy rule that applied
+    without recording paths is listed too, so its absence from the files is not read as "no match"."""
+    rows = []
+    for r in reasons:
+        code, data = r["code"], r["data"]
+        paths = _strings(data.get("paths"))
+        if not paths and not code.startswith("rule:"):
+            continue
+        name = ("sensitive paths" if code == "sensitive-paths"
+                else f"rule {code[len('rule:'):]}" if code.startswith("rule:") else code)
+        rows.append({"name": name, "code": code, "outcome": r["outcome"], "message": r["message"],
+                     "paths": paths[:FILES_SHOWN], "more": max(0, len(paths) - FILES_SHOWN),
+                     "needed": _int(data.get("needed")), "recorded": bool(paths)})
+    return rows
+
+
+def pull_request_view(facts: dict[str, Any], sensitive: list[str],
+                      links: PlatformLinks | None = None) -> dict[str, Any] | None:
     """A pull request's facts (`asdict(PullRequestFacts)`, files bounded) as a reviewer reads them; None
     for other subjects. `sensitive` is every sensitive path the verdict rests on: each is listed, even
     beyond the files shown or stored."""
@@ -311,14 +424,13 @@ def pull_request_view(facts: dict[str, Any], sensitive: list[str], web: str | No
     head_repo = facts.get("head_repo")
     fork = bool(head_repo) and str(head_repo).lower() != repo.lower()
     commits = [c for c in facts.get("commits") or [] if isinstance(c, dict)]
-    linkable = bool(web) and _REPO.match(repo) is not None
     number = facts.get("number")
     return {
         "author": {"login": str(author.get("login") or ""), "kind": str(author.get("kind") or ""),
                    "why": str(author.get("why") or ""), "via_app": author.get("via_app")},
         "title": str(facts.get("title") or ""),
         "number": number,
-        "url": f"{web}/{repo}/pull/{int(number)}" if linkable and isinstance(number, int) else None,
+        "url": links.pull(repo, number) if links else None,
         "state": "draft" if facts.get("draft") else str(facts.get("state") or ""),
         "base_ref": str(facts.get("base_ref") or ""), "head_ref": str(facts.get("head_ref") or ""),
         "head_label": f"{head_repo}:{facts.get('head_ref')}" if fork else str(facts.get("head_ref") or ""),

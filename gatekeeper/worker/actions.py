@@ -4,6 +4,7 @@ the one comment per pull request, removing a bot's label, answering a deployment
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -132,7 +133,11 @@ def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, tex
     existing = conn.get(id_key)
     # Without a remembered id (first comment, or the store lost it) look for ours before creating one.
     comment_id = int(existing) if existing is not None else forge.find_comment(number, enforcement.COMMENT_MARKER)
-    comment_id = forge.upsert_comment(number, enforcement.comment_body(shown), comment_id)
+    body = enforcement.comment_body(shown)
+    # Recognised as ours when its delivery arrives, whatever the author's login says (see keys).
+    conn.set(keys.comment_posting(forge.platform, forge.repo, number), hashlib.sha256(body.encode()).hexdigest(),
+             ex=keys.OWN_ACTION_TTL)
+    comment_id = forge.upsert_comment(number, body, comment_id)
     audit.record_own(conn, forge.platform, forge.repo, "comment", f"#{number}", f"{section} section updated")
     pipe = conn.pipeline()
     pipe.set(id_key, comment_id, ex=keys.COMMENT_TTL)
@@ -158,6 +163,7 @@ def remember_chain_section(conn: redis.Redis, forge: Forge, number: int, open_id
 
 
 def remove_label(conn: redis.Redis, forge: Forge, number: int, label: str, applied_by: str) -> None:
+    conn.set(keys.label_removal(forge.platform, forge.repo, number, label), "1", ex=keys.OWN_ACTION_TTL)
     forge.remove_label(number, label)
     audit.record_own(conn, forge.platform, forge.repo, "remove_label", f"#{number}",
                      f"{label} (applied by {applied_by})")

@@ -141,6 +141,18 @@ def _open_pulls_at(forge: Forge, sha: str | None) -> list[PullRequest]:
 
 # ---- comments and review bodies -----------------------------------------------------------------------
 
+def _our_comment(ctx: Context, number: int, comment_id: object, body: str) -> bool:
+    """Whether a comment in agentgate's name is one agentgate wrote: its remembered comment, or the body it
+    is posting right now. On GitHub agent tokens come from agentgate's own App, so an agent's comment bears
+    the same login and must be judged like any bot's."""
+    ev = ctx.event
+    stored = ctx.conn.get(keys.comment(ev.platform, ev.repo, number))
+    if stored is not None and comment_id is not None and stored.decode() == str(comment_id):
+        return True
+    posting = ctx.conn.get(keys.comment_posting(ev.platform, ev.repo, number))
+    return posting is not None and posting.decode() == hashlib.sha256(body.encode()).hexdigest()
+
+
 @handler("comment")
 def on_comment(ctx: Context) -> Result:
     ev, data = ctx.event, ctx.event.data
@@ -169,7 +181,7 @@ def on_comment(ctx: Context) -> Result:
     result = _remember_mentions(ctx, number, author, [m for m in mentions if m], who) if not edited else Result()
     body = str(data.get("body") or "")
     if writer.kind.is_automated:
-        if author is not None and ctx.forge.is_own(author):
+        if author is not None and ctx.forge.is_own(author) and _our_comment(ctx, number, comment_id, body):
             return Result({"ignored": "our own comment"})  # it quotes commands when it explains them
         paths, complete = gather.changed_paths(ctx.conn, ctx.forge, pr)
         hits = chains.judge_comment(policy, writer, body, paths, paths_complete=complete)
@@ -226,8 +238,7 @@ def on_review_dismissed(ctx: Context) -> Result:
     author = ev.user("author")
     if ev.actor is None or author is None or not chains.is_tampering(author.login, ev.actor.login):
         return Result()
-    if ev.actor.bot and ctx.forge.is_own(ev.actor):
-        return Result()
+    # agentgate never dismisses reviews: a dismissal in its name is an agent holding one of its tokens.
     _, _, who = _governing(ctx, ev.subject)
     dismisser = who(ev.actor)
     if not dismisser.kind.is_automated:
@@ -289,7 +300,8 @@ def on_label(ctx: Context) -> Result:
     """Judge a label change, then re-evaluate: rules read labels even when no chain is involved."""
     ev, data = ctx.event, ctx.event.data
     number, label, action = ev.subject, data.get("label"), str(data.get("action"))
-    if ev.actor is not None and ev.actor.bot and ctx.forge.is_own(ev.actor):
+    if (ev.actor is not None and ev.actor.bot and ctx.forge.is_own(ev.actor) and action == "unlabeled" and label
+            and ctx.conn.delete(keys.label_removal(ev.platform, ev.repo, number, str(label)))):
         return Result({"ignored": "our own label change"})  # we removed a bot's label; that evaluation is done
     result = Result(reevaluate=[number])
     if not label:
@@ -392,9 +404,7 @@ def on_push(ctx: Context) -> Result:
     if not protected or not after or not pusher.kind.is_automated or pusher.login in PLATFORM_MERGERS:
         result.info["ignored"] = "not an automated push to a protected branch"
         return result
-    if ev.actor is not None and forge.is_own(ev.actor):
-        result.info["ignored"] = "our own push"
-        return result
+    # agentgate never pushes: a push in its name is an agent holding one of its tokens, judged like any.
     # Merging a pull request agentgate passed at that very head is how changes should arrive; anything
     # else, including a bot merging an unapproved PR with bypass rights, went around review.
     for merged in forge.pulls_for_commit(after):
