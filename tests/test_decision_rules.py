@@ -382,3 +382,13 @@ def test_adding_block_or_require_never_loosens(rules, extra, facts, position):
     with_extra.insert(min(position, len(rules)), extra)
     after = policy("rules:\n" + "".join(with_extra))
     assert evaluate_pull_request(after, facts).outcome.severity >= evaluate_pull_request(before, facts).outcome.severity
+
+
+def test_rule_reasons_name_the_paths_they_matched():
+    """A rule with `paths` carries the changed paths it matched in its reason's data (the details page shows
+    which files matched which rule, without parsing messages)."""
+    rules = load_policy("version: 1\nrules:\n  - name: no-infra\n    when: {paths: ['infra/**']}\n"
+                         "    block: infrastructure is off limits\n")
+    verdict = evaluate_pull_request(rules, pr(files=("infra/a.tf", "src/x.py", "infra/b/c.tf")))
+    [reason] = [r for r in verdict.reasons if r.code == "rule:no-infra"]
+    assert reason.data["paths"] == ["infra/a.tf", "infra/b/c.tf"]

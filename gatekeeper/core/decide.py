@@ -77,6 +77,7 @@ class _Requirement:
     approvers: tuple[str, ...]  # lower-cased logins; empty: any qualified human
     approvers_shown: str
     label: str  # "" for the base requirement, else the rule's message
+    paths: tuple[str, ...] = ()  # the changed paths the rule matched, for the details page
 
 
 @dataclass
@@ -245,16 +246,19 @@ class _Evaluation:
                 skipped.append(rule.name)
                 continue
             code = f"rule:{rule.name}"
+            matched = self._rule_paths(rule)
             if rule.effect == "block":
                 self.add(code, Outcome.FAILURE, rule.message, rule.unblock or (
                     f"Change the pull request so that rule {rule.name} no longer applies "
-                    f"({describe(rule.when)}), or change the rule in {rule.origin or self.policy.source}"))
+                    f"({describe(rule.when)}), or change the rule in {rule.origin or self.policy.source}"),
+                    **({"paths": matched} if matched else {}))
             elif rule.effect == "require":
                 self.requirements.append(_Requirement(code, rule.approvals, rule.reviewers, rule.reviewers_shown,
-                                                      rule.message))
+                                                      rule.message, tuple(matched)))
             elif waiver is None or waiver[0] > 0:
                 waiver = 0, Reason(code, Outcome.SUCCESS,
-                                   f"{rule.message} (rule {rule.name} lifts the approval requirement)")
+                                   f"{rule.message} (rule {rule.name} lifts the approval requirement)",
+                                   data={"paths": matched} if matched else {})
         if skipped:
             more = f" and {len(skipped) - 1} more rule(s)" if len(skipped) > 1 else ""
             self.add("regex-budget", Outcome.ERROR,
@@ -263,6 +267,14 @@ class _Evaluation:
                      f"Simplify the patterns of rule {self._budget.spent_by} in the policy on the base branch",
                      rules=skipped, spent_by=self._budget.spent_by)
         return waiver
+
+    def _rule_paths(self, rule: Rule) -> list[str]:
+        """The changed paths a rule's `paths` / `only_paths` matched (at most 50), for the details page."""
+        found: list[str] = []
+        for globset in (rule.when.paths, rule.when.only_paths):
+            if globset is not None:
+                found += self.paths.matching(self.policy.path_index.bit(globset))
+        return list(dict.fromkeys(found))[:50]
 
     def _holds(self, c: Condition) -> bool:
         for check in c.checks:
@@ -337,7 +349,8 @@ class _Evaluation:
                      else f"{len(mine)} approvals, {req.needed} required")
             by = f"pproved by {', '.join(mine)} ({count})"
             self.add("approved" if req.code == "needs-approval" else req.code, Outcome.SUCCESS,
-                     f"{prefix}{'a' if prefix else 'A'}{by}", approvers=mine, needed=req.needed)
+                     f"{prefix}{'a' if prefix else 'A'}{by}", approvers=mine, needed=req.needed,
+                     **({"paths": list(req.paths)} if req.paths else {}))
             return
         missing = req.needed - len(mine)
         who = f"a human with {policy.min_permission} access other than {facts.author.login}"
@@ -347,7 +360,8 @@ class _Evaluation:
         self.add(req.code, Outcome.PENDING,
                  f"{prefix}{len(mine)}/{req.needed} qualifying approvals of {head}{target}",
                  f"Needs {missing} more approval{'s' if missing > 1 else ''} of {head} from {who}",
-                 approvers=mine, needed=req.needed, head=facts.head_sha, approvers_from=list(req.approvers))
+                 approvers=mine, needed=req.needed, head=facts.head_sha, approvers_from=list(req.approvers),
+                 **({"paths": list(req.paths)} if req.paths else {}))
 
 
 def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:

@@ -95,7 +95,9 @@ def evaluate(rt: Runtime, forge: Forge, number: int, *, installation: int | None
         decision_id = actions.save_decision(
             conn, forge.platform, forge.repo, f"pull request #{number}", pr.head_sha, verdict,
             _stored_facts(result.facts), result.policy, {"event": trigger, "delivery": delivery},
-            {"lifted": result.lifted} if result.lifted else None)
+            # The commit the governing policy was read at (cached: no extra request), for the details page.
+            {"policy_sha": gather.branch_head(conn, forge, pr.base_ref) or pr.base_sha,
+             **({"lifted": result.lifted} if result.lifted else {})})
         target = f"{settings.public_url}/decisions/{decision_id}"
         posted = _post_head_status(rt, forge, pr, verdict, target, installation)
         latency = status_latency(conn, forge.platform, received_at)
