@@ -208,3 +208,40 @@ def test_closing_the_task_revokes_the_token_with_itself(world, issuer, tmp_path)
     for secret in {token, token[:40]} | {t for t in state.tokens if t != token and len(t) > 30}:
         assert secret.encode() not in blob
         assert secret not in logs
+
+
+def test_audit_answers_what_one_agent_did_in_a_repository_since_a_date(world, issuer):
+    """`agentgate audit --actor X --repo Y --since D --format jsonl`, from a recorded run: the agent's token
+    (as an agent key of the same name) and the chain it tried (a `/deploy` comment on a PR) in one answer,
+    and nothing of anyone else's."""
+    from datetime import UTC, datetime
+
+    state, gate = world
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    state.set_content(REPO, ".agentgate.yml", GRANT.format(issuer=issuer.url).replace("runner-1", "copilot-swe-agent"),
+                      ref=MAIN)
+    add = subprocess.run([agentgate_bin(), "agents", "add", "copilot-swe-agent"], env=gate.env, capture_output=True,
+                         text=True, timeout=30)
+    assert ask(gate, add.stdout.strip()).status_code == 201
+    assert ask(gate, issuer.mint()).status_code == 201  # another agent: not in the answer
+    pr = state.add_pull(REPO, 7, user="copilot-swe-agent[bot]", head_sha="7" * 40, head_ref="copilot/task-12",
+                        base_ref="main", title="Task 12")
+    state.add_file(REPO, 7, "src/widget.py")
+    comment = copy.deepcopy(github_fixture("issue_comment.created.1"))
+    comment["issue"].update(number=7, pull_request={"url": f"https://api.github.com/repos/{REPO}/pulls/7"})
+    agent = {"login": "copilot-swe-agent[bot]", "id": 198982749, "type": "Bot"}
+    comment["comment"].update(body="/deploy production", user=agent, id=555)
+    comment.update(sender=agent, installation={"id": INSTALLATION})
+    comment["repository"].update(full_name=REPO, name="widgets", default_branch="main")
+    assert gate.deliver("issue_comment", comment).status_code in (200, 202)
+    gate.work()
+    assert [c for c in state.calls_matching("POST", rf"/repos/{REPO}/statuses/{pr['head']['sha']}")][-1].body[
+        "state"] == "failure"
+    found = subprocess.run([agentgate_bin(), "audit", "--actor", "copilot-swe-agent", "--repo", REPO, "--since",
+                            since, "--format", "jsonl"], env=gate.env, capture_output=True, text=True, timeout=30)
+    entries = [json.loads(line) for line in found.stdout.splitlines()]
+    assert [(e["event"], e["action"], e["actor"]) for e in entries] == [
+        ("token", "grant", "key:copilot-swe-agent"),
+        ("issue_comment", "created", "copilot-swe-agent[bot]"),
+    ]
+    assert entries[0]["on_behalf_of"] == "lead" and "/deploy" in entries[1]["detail"]

@@ -76,13 +76,24 @@ def query(conn: redis.Redis, *, since: datetime | None = None, until: datetime |
             entry = AuditEntry(**{k: v for k, v in values.items() if k in names})
             if ((repo is None or entry.repo.lower() == repo.lower())
                     and (kinds is None or entry.actor_kind in kinds)
-                    and (actor is None or entry.actor.lower() == actor.lower())
+                    and (actor is None or _same_agent(entry.actor, actor))
                     and (event is None or entry.event == event)):
                 yield entry
                 found += 1
                 if limit is not None and found >= limit:
                     return
         start = "(" + text(page[-1][0] or b"")
+
+
+def _same_agent(recorded: str, wanted: str) -> bool:
+    """`--actor copilot-swe-agent` finds the account `copilot-swe-agent[bot]` and the agent key
+    `key:copilot-swe-agent` alike: one agent's actions and its tokens in one query. An OIDC agent is named
+    by its whole principal (`oidc:ISSUER#SUB`)."""
+    def bare(name: str) -> str:
+        name = name.lower().removeprefix("key:")
+        return name.removesuffix("[bot]")
+
+    return recorded.lower() == wanted.lower() or bare(recorded) == bare(wanted)
 
 
 def export(entries: Iterator[AuditEntry], fmt: str) -> Iterator[str]:
