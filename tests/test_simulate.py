@@ -127,6 +127,7 @@ def test_simulate_a_token_request(tmp_path, capsys):
     assert main([*base, "--task-label", "agent-approved:alice", "--permissions", "workflows=write"]) == 1
     assert "workflows: write" in capsys.readouterr().out
     assert main([*base, "--task-label", "agent-approved:bob:read"]) == 1
-    claims.write_text('{"iss": "https://token.actions.githubusercontent.com", "sub": "repo:evil/fork:ref:refs/heads/x"}')
+    claims.write_text('{"iss": "https://token.actions.githubusercontent.com", '
+                      '"sub": "repo:evil/fork:ref:refs/heads/x"}')
     assert main([*base, "--task-label", "agent-approved:alice"]) == 1
     assert "no `tokens` rule names this agent" in capsys.readouterr().out

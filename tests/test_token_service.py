@@ -119,7 +119,8 @@ def test_an_approved_task_gets_exactly_the_grant(world, issuer, redis_conn):
     assert body["permissions"] == {"contents": "write", "pull_requests": "write", "issues": "read"}
     assert body["token"].startswith("ghs_0001") and len(body["token"]) > 500
     record = store.load(redis_conn, body["id"])
-    assert record.requester == "alice" and record.agent == f"oidc:{issuer.url}#repo:acme/agent-runner:ref:refs/heads/main"
+    assert record.requester == "alice"
+    assert record.agent == f"oidc:{issuer.url}#repo:acme/agent-runner:ref:refs/heads/main"
     assert record.sha256 == store.digest(body["token"]) and record.approved_label == "agent-approved"
     assert record.expires_at - record.issued_at == pytest.approx(600)
     [entry] = list(audit.query(redis_conn, event="token"))

@@ -251,7 +251,7 @@ class _Evaluation:
                 self.add(code, Outcome.FAILURE, rule.message, rule.unblock or (
                     f"Change the pull request so that rule {rule.name} no longer applies "
                     f"({describe(rule.when)}), or change the rule in {rule.origin or self.policy.source}"),
-                    **({"paths": matched} if matched else {}))
+                    paths=matched)
             elif rule.effect == "require":
                 self.requirements.append(_Requirement(code, rule.approvals, rule.reviewers, rule.reviewers_shown,
                                                       rule.message, tuple(matched)))
@@ -344,13 +344,13 @@ class _Evaluation:
         mine = [login for login in counted if not req.approvers or login.lower() in req.approvers]
         head = facts.head_sha[:7]
         prefix = f"{req.label}: " if req.label else ""
+        matched: dict[str, Any] = {"paths": list(req.paths)} if req.paths else {}
         if len(mine) >= req.needed:
             count = (f"{len(mine)}/{req.needed} required" if len(mine) == req.needed
                      else f"{len(mine)} approvals, {req.needed} required")
             by = f"pproved by {', '.join(mine)} ({count})"
             self.add("approved" if req.code == "needs-approval" else req.code, Outcome.SUCCESS,
-                     f"{prefix}{'a' if prefix else 'A'}{by}", approvers=mine, needed=req.needed,
-                     **({"paths": list(req.paths)} if req.paths else {}))
+                     f"{prefix}{'a' if prefix else 'A'}{by}", approvers=mine, needed=req.needed, **matched)
             return
         missing = req.needed - len(mine)
         who = f"a human with {policy.min_permission} access other than {facts.author.login}"
@@ -361,7 +361,7 @@ class _Evaluation:
                  f"{prefix}{len(mine)}/{req.needed} qualifying approvals of {head}{target}",
                  f"Needs {missing} more approval{'s' if missing > 1 else ''} of {head} from {who}",
                  approvers=mine, needed=req.needed, head=facts.head_sha, approvers_from=list(req.approvers),
-                 **({"paths": list(req.paths)} if req.paths else {}))
+                 **matched)
 
 
 def _automated_change(facts: PullRequestFacts) -> tuple[bool, str]:

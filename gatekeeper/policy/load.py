@@ -426,7 +426,7 @@ def compile_document(document: schema.PolicyDocument, *, source: str, origins: t
         tokens=tuple(TokenRule(agents=tuple(AgentMatch(issuer=(a.issuer or "").rstrip("/"), subject=a.subject or "",
                                                        claims=dict(a.claims), key=a.key or "")
                                             for a in rule.agents),
-                               permissions=dict(rule.permissions), ttl=rule.ttl)
+                               permissions={str(k): str(v) for k, v in rule.permissions.items()}, ttl=rule.ttl)
                      for rule in document.tokens),
         layers=layers,
     )

@@ -117,7 +117,8 @@ def save(conn: redis.Redis, record: TokenRecord, encrypted: bytes, now: float) -
     name = keys.agent_token(record.id)
     keep = int(record.expires_at - now) + keys.AGENT_TOKEN_KEEP
     with conn.pipeline() as pipe:
-        pipe.hset(name, mapping={**record.to_hash(), _ENC: encrypted})
+        mapping: dict[str, str | bytes] = {**record.to_hash(), _ENC: encrypted}
+        pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
         pipe.expire(name, keep)
         pipe.zadd(keys.AGENT_TOKENS_ACTIVE, {record.id: record.expires_at})
         for index in (keys.agent_tokens_of_task(record.platform, record.repo, record.task),
@@ -128,7 +129,7 @@ def save(conn: redis.Redis, record: TokenRecord, encrypted: bytes, now: float) -
 
 
 def load(conn: redis.Redis, token_id: str) -> TokenRecord | None:
-    raw = conn.hgetall(keys.agent_token(token_id))
+    raw: dict[bytes, bytes] = conn.hgetall(keys.agent_token(token_id))  # type: ignore[assignment]
     if not raw or b"id" not in raw:
         return None
     return TokenRecord.from_hash(raw)
@@ -136,7 +137,7 @@ def load(conn: redis.Redis, token_id: str) -> TokenRecord | None:
 
 def encrypted(conn: redis.Redis, token_id: str) -> bytes | None:
     value = conn.hget(keys.agent_token(token_id), _ENC)
-    return bytes(value) if value is not None else None
+    return value.encode() if isinstance(value, str) else value
 
 
 # Claim a record for revocation: only one process revokes a token at a time, and a revoked one stays so.
@@ -185,7 +186,8 @@ def mark_failed(conn: redis.Redis, token_id: str, reason: str, now: float) -> in
 
 def due(conn: redis.Redis, now: float, limit: int = 100) -> list[str]:
     """Tokens whose time has come: their ttl passed, a failed revocation is due again, or a claim lapsed."""
-    return [text(m) for m in conn.zrangebyscore(keys.AGENT_TOKENS_ACTIVE, "-inf", now, start=0, num=limit)]
+    found: list[bytes] = conn.zrangebyscore(keys.AGENT_TOKENS_ACTIVE, "-inf", now, start=0, num=limit)  # type: ignore[assignment]
+    return [text(m) for m in found]
 
 
 def of_task(conn: redis.Redis, platform: str, repo: str, task: int) -> list[str]:
@@ -198,7 +200,8 @@ def of_repo(conn: redis.Redis, platform: str, repo: str) -> list[str]:
 
 def live(conn: redis.Redis, limit: int = 1000) -> Iterator[TokenRecord]:
     """Every token not yet revoked (active, or its revocation pending), soonest to end first."""
-    for member in conn.zrange(keys.AGENT_TOKENS_ACTIVE, 0, limit - 1):
+    members: list[bytes] = conn.zrange(keys.AGENT_TOKENS_ACTIVE, 0, limit - 1)  # type: ignore[assignment]
+    for member in members:
         record = load(conn, text(member))
         if record is not None and record.live:
             yield record

@@ -112,7 +112,8 @@ class TokenService:
 
     def _issue(self, agent: grants.AgentIdentity, request: TokenRequest) -> Answer:
         repo, number, platform = request.repository, request.task, request.platform
-        asked = dict(request.permissions) if request.permissions is not None else None
+        asked = ({str(k): str(v) for k, v in request.permissions.items()}
+                 if request.permissions is not None else None)
 
         def refuse(code: str, reason: str) -> Answer:
             record_refusal(self.conn, platform, repo, number, agent, asked, code, reason)

@@ -69,7 +69,7 @@ class AppContext:
         self.queue = queue
         self.github = GitHubReceiver(settings, conn, queue)
         self.gitlab = GitLabReceiver(settings, conn, queue)
-        self._tokens = None
+        self._tokens: Any = None  # the TokenService, built on first use
 
     def token_service(self):  # type: ignore[no-untyped-def]
         """Built on first use: the receiver's processes never load the token machinery otherwise."""
