@@ -90,6 +90,10 @@ class Settings:
     token_keys: tuple[str, ...] = field(default=(), repr=False)
     expire_interval: int = 15  # how often agent tokens whose ttl passed are revoked (seconds)
     max_active_tokens: int = 10  # per agent and repository, at once
+    # A second GitHub App agent tokens are minted from (recommended): an agent's actions then bear that
+    # App's bot, not agentgate's, so they are attributed to agents and never mistaken for agentgate's.
+    agent_app_id: str | None = None
+    agent_app_private_key: str | None = field(default=None, repr=False)
     # ---- operations
     admin_token: str | None = field(default=None, repr=False)  # opens /dashboard
 
@@ -112,6 +116,10 @@ class Settings:
         if not key and key_path:
             with open(key_path, encoding="utf-8") as fh:
                 key = fh.read()
+        agent_key = env.get("AGENTGATE_AGENT_APP_PRIVATE_KEY")
+        if not agent_key and env.get("AGENTGATE_AGENT_APP_PRIVATE_KEY_PATH"):
+            with open(env["AGENTGATE_AGENT_APP_PRIVATE_KEY_PATH"], encoding="utf-8") as fh:
+                agent_key = fh.read()
         workers_raw = env.get("AGENTGATE_WEB_WORKERS") or env.get("WEB_CONCURRENCY")
         workers = int(workers_raw) if workers_raw else (os.cpu_count() or 1)
         return cls(
@@ -142,5 +150,7 @@ class Settings:
             token_keys=_split_secrets(env.get("AGENTGATE_TOKEN_KEYS")),
             expire_interval=_seconds(env, "AGENTGATE_EXPIRE_INTERVAL", 15),
             max_active_tokens=_seconds(env, "AGENTGATE_MAX_ACTIVE_TOKENS", 10),
+            agent_app_id=env.get("AGENTGATE_AGENT_APP_ID") or None,
+            agent_app_private_key=agent_key or None,
             admin_token=env.get("AGENTGATE_ADMIN_TOKEN") or None,
         )

@@ -245,3 +245,35 @@ def test_audit_answers_what_one_agent_did_in_a_repository_since_a_date(world, is
         ("issue_comment", "created", "copilot-swe-agent[bot]"),
     ]
     assert entries[0]["on_behalf_of"] == "lead" and "/deploy" in entries[1]["detail"]
+
+
+def test_tokens_come_from_the_agent_app_when_one_is_configured(issuer, tmp_path):
+    """With AGENTGATE_AGENT_APP_ID the token is minted by that App's installation (its bot, not agentgate's,
+    then acts for the agent), while agentgate still reads the policy and the task with its own App."""
+    from tests.keys import second_key_pair
+
+    private, public = app_key_pair()
+    agent_private, agent_public = second_key_pair()
+    state = FakeState(app_id=APP_ID, public_key_pem=public)
+    state.other_apps[5151] = (agent_public, "agentgate-agents")
+    state.add_installation(INSTALLATION, "acme", [REPO])
+    state.add_installation(77, "acme", [REPO], app_id=5151,
+                           permissions={**DEFAULT_INSTALLATION_PERMISSIONS, "contents": "write"})
+    state.repo(REPO).branches["main"] = MAIN
+    state.set_content(REPO, ".agentgate.yml", GRANT.format(issuer=issuer.url), ref=MAIN)
+    state.set_permission(REPO, "lead", "write")
+    state.add_issue(REPO, 12, title="Task", labels=["agent-approved"])
+    state.add_event(REPO, 12, {"event": "labeled", "label": {"name": "agent-approved"},
+                               "actor": {"login": "lead", "type": "User"}})
+    key_file = tmp_path / "agent-app.pem"
+    key_file.write_text(agent_private)
+    env = {"AGENTGATE_OIDC_ISSUERS": f"{issuer.url}={issuer.audience}", "AGENTGATE_PERIODIC_JOBS": "off",
+           "AGENTGATE_AGENT_APP_ID": "5151", "AGENTGATE_AGENT_APP_PRIVATE_KEY_PATH": str(key_file)}
+    with running_fake_github(state) as fake, running_agentgate(fake, private, tmp_path, extra_env=env) as gate:
+        answer = ask(gate, issuer.mint())
+        assert answer.status_code == 201, answer.text
+        token = state.tokens[answer.json()["token"]]
+        assert token.installation_id == 77 and token.permissions == {"metadata": "read", **WANTED}
+        agent_mints = state.calls_matching("POST", r"/app/installations/77/access_tokens$")
+        own_reads = state.calls_matching("POST", rf"/app/installations/{INSTALLATION}/access_tokens$")
+        assert len(agent_mints) == 1 and [c.body["permissions"] for c in own_reads] == [OWN_READ]

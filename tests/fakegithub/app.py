@@ -150,19 +150,27 @@ def paginate(items: list[Any]) -> tuple[list[Any], dict[str, str]]:
 
 
 def require_jwt(state: FakeState) -> None:
-    """GitHub's App JWT rules: RS256 by the App key, iss = App id, iat <= now+60s, lifetime <= 10 min."""
+    """GitHub's App JWT rules: RS256 by the App key, iss = App id, iat <= now+60s, lifetime <= 10 min.
+    The App it proves is kept in `g.app_id` (the fake knows agentgate's App and `state.other_apps`)."""
     kind, cred = credentials()
-    if kind != "jwt" or not state.public_key_pem:
+    apps = {int(state.app_id): state.public_key_pem, **{int(i): pem for i, (pem, _) in state.other_apps.items()}}
+    if kind != "jwt" or not any(apps.values()):
         raise GitHubError(401, "A JSON web token could not be decoded")
     try:
-        claims = jwt.decode(cred, state.public_key_pem, algorithms=["RS256"],
+        unverified = jwt.decode(cred, options={"verify_signature": False})
+        pem = apps.get(int(str(unverified.get("iss"))))
+    except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+        raise GitHubError(401, "A JSON web token could not be decoded") from exc
+    if pem is None:
+        raise GitHubError(401, "'Issuer' claim ('iss') must be the App id")
+    try:
+        claims = jwt.decode(cred, pem, algorithms=["RS256"],
                             options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
                                      "require": ["iat", "exp", "iss"]})
     except jwt.InvalidTokenError as exc:
         raise GitHubError(401, "A JSON web token could not be decoded") from exc
     iat, exp, now = claims["iat"], claims["exp"], state.now()
-    if str(claims["iss"]) != str(state.app_id):
-        raise GitHubError(401, "'Issuer' claim ('iss') must be the App id")
+    g.app_id = int(str(claims["iss"]))
     if not isinstance(iat, int | float) or iat > now + 60:
         raise GitHubError(401, "'Issued at' claim ('iat') must be an Integer representing the time "
                                "that the assertion was issued.")
@@ -237,8 +245,8 @@ def _dispatch(spec: RouteSpec) -> Callable[..., Response]:
 def create_installation_token(installation_id: int) -> dict[str, Any]:
     state = _state()
     inst = state.installations.get(installation_id)
-    if inst is None:
-        raise not_found()
+    if inst is None or inst.get("app_id", state.app_id) != g.app_id:
+        raise not_found()  # another App's installation is not this App's to mint for
     req = body_object()
     repos, selection = list(inst["repositories"]), inst.get("repository_selection", "selected")
     if req.get("repositories") is not None or req.get("repository_ids") is not None:
@@ -268,7 +276,8 @@ def get_repo_installation(owner: str, repo: str) -> dict[str, Any]:
     # whether the repository exists).
     state, wanted = _state(), f"{owner}/{repo}".casefold()
     found = next(((iid, inst) for iid, inst in sorted(state.installations.items())
-                  if wanted in {r.casefold() for r in inst["repositories"]}), None)
+                  if wanted in {r.casefold() for r in inst["repositories"]}
+                  and inst.get("app_id", state.app_id) == g.app_id), None)
     if found is None:
         raise not_found()
     return _installation(state, *found)
@@ -282,7 +291,8 @@ def _installation(state: FakeState, installation_id: int, inst: dict[str, Any]) 
             "access_tokens_url": f"{g.base}/app/installations/{installation_id}/access_tokens",
             "repositories_url": f"{g.base}/installation/repositories",
             "html_url": f"{render.HTML_ROOT}/organizations/{inst['account']}/settings/installations/{installation_id}",
-            "app_id": int(state.app_id), "client_id": f"Iv1.{state.app_id}", "app_slug": state.app_slug,
+            "app_id": int(inst.get("app_id", state.app_id)), "client_id": f"Iv1.{inst.get('app_id', state.app_id)}",
+            "app_slug": state.other_apps.get(inst.get("app_id"), ("", state.app_slug))[1],
             "target_id": stable_id(inst["account"]), "target_type": "Organization",
             "permissions": dict(inst["permissions"]), "events": ["pull_request", "issues", "push"],
             "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",

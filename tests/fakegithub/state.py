@@ -206,6 +206,8 @@ class FakeState:
     app_id: int = 1
     public_key_pem: str | None = None
     app_slug: str = "agentgate"
+    # Other Apps GitHub knows (e.g. the App agentgate mints agent tokens from): id -> (public key, slug).
+    other_apps: dict[int, tuple[str, str]] = field(default_factory=dict)
     installations: dict[int, dict[str, Any]] = field(default_factory=dict)
     repos: dict[str, Repo] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
@@ -341,7 +343,7 @@ class FakeState:
     # -- seeding helpers ---------------------------------------------------------------------
     def add_installation(self, installation_id: int, account: str, repositories: Iterable[str],
                          permissions: dict[str, str] | None = None,
-                         repository_selection: str = "selected") -> dict[str, Any]:
+                         repository_selection: str = "selected", app_id: int | None = None) -> dict[str, Any]:
         with self.lock:
             repos = list(repositories)
             for full_name in repos:
@@ -350,7 +352,7 @@ class FakeState:
                     # GitHub grants every installation metadata:read, whatever else it chose.
                     "permissions": {"metadata": "read",
                                     **(permissions or DEFAULT_INSTALLATION_PERMISSIONS)},
-                    "repository_selection": repository_selection}
+                    "repository_selection": repository_selection, "app_id": int(app_id or self.app_id)}
             self.installations[int(installation_id)] = inst
             return inst
 

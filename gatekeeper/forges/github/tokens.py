@@ -49,22 +49,32 @@ class GitHubTokenIssuer:
                                          private_key=str(settings.github_private_key), api_url=self.api_url,
                                          session=session)
         self.session = self.tokens.session
+        # Agent tokens come from the agent App when one is configured (AGENTGATE_AGENT_APP_ID): its bot, not
+        # agentgate's, then acts for the agent. agentgate reads with its own App either way.
+        self.minter = self.tokens
+        if settings.agent_app_id and settings.agent_app_private_key:
+            self.minter = InstallationTokens(conn, app_id=str(settings.agent_app_id),
+                                             private_key=str(settings.agent_app_private_key), api_url=self.api_url,
+                                             session=self.session)
         # Per issuer (one request or job): an installation never moves between repositories mid-request.
-        self._installations: dict[str, int] = {}
+        self._installations: dict[tuple[str, str], int] = {}
 
-    def installation(self, repo: str) -> int:
-        """The id of the App's installation that covers `repo` (GET /repos/{owner}/{repo}/installation)."""
+    def installation(self, repo: str, app: InstallationTokens | None = None) -> int:
+        """The id of the App's installation that covers `repo` (GET /repos/{owner}/{repo}/installation);
+        `app`: the agent App's, for minting."""
+        app = app or self.tokens
         owner, name = _repo_name(repo)
-        key = repo.lower()
+        key = (app.app_id, repo.lower())
         if key not in self._installations:
             path = f"/repos/{urllib.parse.quote(owner)}/{urllib.parse.quote(name)}/installation"
             try:
-                resp = self.tokens.app_request("GET", path)
+                resp = app.app_request("GET", path)
             except requests.RequestException as exc:
                 raise ForgeError(f"could not reach GitHub to find the installation on {repo}: "
                                  f"{type(exc).__name__}") from None
             if resp.status_code == 404:
-                raise ForgeError(f"agentgate is not installed on {repo}", 404)
+                which = "agentgate's agent App" if app is not self.tokens else "agentgate"
+                raise ForgeError(f"{which} is not installed on {repo}", 404)
             if resp.status_code != 200:
                 raise refused(resp, f"the App's installation on {repo}")
             self._installations[key] = int(resp.json()["id"])
@@ -82,9 +92,9 @@ class GitHubTokenIssuer:
         if not permissions:
             # No `permissions` means every permission of the installation: never what a grant meant.
             raise ForgeError("no permissions to mint a token with", 422)
-        installation = self.installation(repo)
+        installation = self.installation(repo, self.minter)
         try:
-            resp = self.tokens.app_request("POST", f"/app/installations/{installation}/access_tokens",
+            resp = self.minter.app_request("POST", f"/app/installations/{installation}/access_tokens",
                                            json_body={"repositories": [short], "permissions": dict(permissions)})
         except requests.RequestException as exc:
             raise ForgeError(f"could not reach GitHub to mint a token: {type(exc).__name__}") from None
