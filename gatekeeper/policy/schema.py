@@ -129,13 +129,14 @@ class GlobEdit(_Strict):
 
 
 class PatternEdit(_Strict):
-    add: list[Regex] = Field(default_factory=list, max_length=MAX_COMMAND_PATTERNS)
-    remove: list[str] = Field(default_factory=list)
+    add: list[Regex] = Field(default_factory=list, max_length=MAX_COMMAND_PATTERNS,
+                             description="patterns to add to the inherited list")
+    remove: list[str] = Field(default_factory=list, description="inherited patterns to drop (a loosening)")
 
 
 class LabelEdit(_Strict):
-    add: list[Label] = Field(default_factory=list)
-    remove: list[Label] = Field(default_factory=list)
+    add: list[Label] = Field(default_factory=list, description="labels to add to the inherited list")
+    remove: list[Label] = Field(default_factory=list, description="inherited labels to drop (a loosening)")
 
 
 _NOT_LIST_OR_EDIT = "expected a list (replaces the inherited one) or a mapping with add/remove"
@@ -186,9 +187,11 @@ class Approvals(_Strict):
 class Task(_Strict):
     """Task context: an agent's pull request must resolve an issue a human approved for agents."""
 
-    required: bool = False
+    required: bool = Field(default=False, description="an agent's pull request must resolve an approved task "
+                                                      "(\"Fixes #N\")")
     approved_labels: Annotated[list[Label], Field(min_length=1)] = Field(
-        default_factory=lambda: list(model.TaskPolicy().approved_labels))
+        default_factory=lambda: list(model.TaskPolicy().approved_labels),
+        description="labels that approve an issue (or pull request) as a task for agents")
     min_permission: Permission = Field(default="write", description="of whoever applied the label")
 
 
@@ -200,9 +203,10 @@ class Limits(_Strict):
 
 
 class ChainAllow(_Strict):
-    actor: Annotated[list[Glob], _one_or_many_of(str), Field(min_length=1)]
+    actor: Annotated[list[Glob], _one_or_many_of(str), Field(min_length=1)] = Field(
+        description="bot or agent login globs this allowance is for")
     labels: list[Label] = Field(default_factory=list, description="trigger labels it may apply ('*' for any)")
-    commands: list[CommandWord] = Field(default_factory=list)
+    commands: list[CommandWord] = Field(default_factory=list, description="commands it may give other bots")
     only_paths: Annotated[list[Glob], _few_globs(MAX_ONLY_PATHS)] | None = Field(
         default=None, max_length=MAX_ONLY_PATHS, description="every changed path must match, when set")
     workflows: list[Glob] | None = Field(default=None,
@@ -214,10 +218,14 @@ class Chains(_Strict):
 
     commands: PatternsOrEdit = Field(default_factory=lambda: list(model.COMMAND_PATTERNS),
                                      description="regexes for comment lines addressed to other bots")
-    trigger_labels: LabelsOrEdit = Field(default_factory=lambda: list(model.TRIGGER_LABELS))
-    protected_environments: GlobsOrEdit = Field(default_factory=lambda: list(model.PROTECTED_ENVIRONMENTS))
-    remove_bot_labels: bool = True
-    allow: list[ChainAllow] = Field(default_factory=list, max_length=MAX_ENTRIES)
+    trigger_labels: LabelsOrEdit = Field(default_factory=lambda: list(model.TRIGGER_LABELS),
+                                         description="labels that make another bot act (a bot applying one is a chain)")
+    protected_environments: GlobsOrEdit = Field(
+        default_factory=lambda: list(model.PROTECTED_ENVIRONMENTS),
+        description="deployment environments (globs) agentgate answers as a deployment protection rule")
+    remove_bot_labels: bool = Field(default=True, description="remove trigger labels a bot or agent applied")
+    allow: list[ChainAllow] = Field(default_factory=list, max_length=MAX_ENTRIES,
+                                    description="bots allowed some commands, labels or workflow runs")
     ci_events: LabelsOrEdit = Field(default_factory=lambda: list(model.CI_EVENTS),
                                     description="workflow-run events that are ordinary CI when a bot starts them")
 
@@ -232,7 +240,8 @@ class When(_Strict):
     actor: Annotated[list[ActorKindName], _one_or_many_of(ActorKindName)] | None = Field(
         default=None, description="the change's actor: an agent if any agent wrote it, else its author's kind")
     login: OneOrMoreGlobs | None = Field(default=None, description="author login globs")
-    event: Annotated[list[EventName], _one_or_many_of(EventName)] | None = None
+    event: Annotated[list[EventName], _one_or_many_of(EventName)] | None = Field(
+        default=None, description="what is judged: a pull request, or a merge group in a merge queue")
     branch: OneOrMoreGlobs | None = Field(default=None, description="base branch globs")
     head_branch: OneOrMoreGlobs | None = Field(default=None, description="head branch globs")
     paths: list[Glob] | None = Field(default=None, description="some changed path matches")
@@ -241,7 +250,7 @@ class When(_Strict):
     labels: OneOrMoreLabels | None = Field(default=None, description="the PR has one of them")
     title: Regex | None = Field(default=None, description="regex searched in the title (case-insensitive)")
     body: Regex | None = Field(default=None, description="regex searched in the description (case-insensitive)")
-    draft: bool | None = None
+    draft: bool | None = Field(default=None, description="the pull request is a draft")
     fork: bool | None = Field(default=None, description="the head is in another repository")
 
     def pattern_count(self) -> int:
@@ -252,31 +261,33 @@ class When(_Strict):
 
 
 class Message(_Strict):
-    message: str | None = Field(default=None, max_length=500)
+    message: str | None = Field(default=None, max_length=500, description="shown to reviewers")
 
 
 class Block(_Strict):
-    message: str | None = Field(default=None, max_length=500)
+    message: str | None = Field(default=None, max_length=500, description="shown to reviewers")
     unblock: str | None = Field(default=None, max_length=300, description="what lifts the block, shown to reviewers")
 
 
 class Require(_Strict):
-    approvals: int = Field(default=1, ge=1, le=10)
+    approvals: int = Field(default=1, ge=1, le=10, description="qualifying human approvals of the head needed")
     reviewers: list[Reviewer] = Field(default_factory=list,
                                       description="approvals must come from these logins / team:NAME")
-    message: str | None = Field(default=None, max_length=500)
+    message: str | None = Field(default=None, max_length=500, description="shown to reviewers")
 
 
 class Rule(_Strict):
     """When the conditions hold (and `unless` does not), the outcome applies. The most severe wins:
     block > require > allow; an `allow` only lifts the built-in approval requirement."""
 
-    name: RuleName | None = None
-    when: When = Field(default_factory=lambda: When())
-    unless: When | None = None
-    allow: Annotated[Message, BeforeValidator(_message_shorthand, json_schema_input_type=str | Message)] | None = None
-    require: Require | None = None
-    block: Annotated[Block, BeforeValidator(_message_shorthand, json_schema_input_type=str | Block)] | None = None
+    name: RuleName | None = Field(default=None, description="names the rule in reasons (rule:NAME); default rule-N")
+    when: When = Field(default_factory=lambda: When(), description="conditions that must all hold")
+    unless: When | None = Field(default=None, description="conditions under which the rule does not apply")
+    allow: Annotated[Message, BeforeValidator(_message_shorthand, json_schema_input_type=str | Message)] | None = Field(
+        default=None, description="lift the built-in approval requirement (never for sensitive paths)")
+    require: Require | None = Field(default=None, description="require more (or specific) approvals")
+    block: Annotated[Block, BeforeValidator(_message_shorthand, json_schema_input_type=str | Block)] | None = Field(
+        default=None, description="fail the pull request with this message")
 
     @model_validator(mode="after")
     def _one_outcome(self) -> Rule:
@@ -404,7 +415,8 @@ class PolicyDocument(_Strict):
         default_factory=list, max_length=MAX_EXTENDS,
         description="preset:NAME (shipped with agentgate) or org:REPO (the org's REPO/.agentgate.yml, "
                     "usually org:.github), applied in order before this file")
-    identities: Identities = Field(default_factory=lambda: Identities())
+    identities: Identities = Field(default_factory=lambda: Identities(),
+                                   description="who counts as an agent or a bot, and bots trusted for some changes")
     teams: dict[TeamName, list[Login]] = Field(default_factory=dict,
                                                description="named groups of logins, used as team:NAME")
     protected_branches: GlobsOrEdit = Field(
