@@ -9,6 +9,7 @@ status exists, is bound to agentgate, cannot be bypassed, and so on. Anything do
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -102,7 +103,7 @@ def render_text(report: Report) -> str:
         if not check.ok and check.fix:
             lines.append(f"         fix: {_one_line(check.fix)}")
     for note in report.notes:
-        lines.append(f"note: {note}")
+        lines.append(f"note: {_one_line(note)}")
     failing = sum(1 for c in report.checks if not c.ok)
     total = len(report.checks)
     lines.append("")
@@ -112,9 +113,14 @@ def render_text(report: Report) -> str:
     return "\n".join(lines)
 
 
+_TERMINAL_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def _one_line(text: str) -> str:
-    # Messages quote platform data (branch and ruleset names): keep each check on its own lines.
-    return " ".join(text.split())
+    # Messages quote platform data (branch, ruleset and environment names): each check stays on its own
+    # line, and nothing in a name can move the cursor, recolour or reorder what the terminal shows.
+    folded = " ".join(text.split())
+    return _TERMINAL_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), folded)
 
 
 # ---- the policy file, the same on every platform --------------------------------------------------------------

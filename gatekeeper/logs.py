@@ -26,8 +26,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Attributes every LogRecord has: anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 # Extra fields never written, whatever a caller passes: a log is no place for a secret or a payload.
-_NEVER = frozenset({"token", "secret", "password", "private_key", "authorization", "body", "payload"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_NEVER = re.compile(r"(token|secret|password|passwd|key|authorization|cookie|credential|body|payload)$", re.I)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for name, value in vars(record).items():
-            if name not in _STANDARD and name not in entry and name.lower() not in _NEVER:
+            if name not in _STANDARD and name not in entry and not _NEVER.search(name):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+MIN_ADMIN_TOKEN = 32
 PERIODIC_JOBS = ("redeliver", "reconcile", "recover", "expire")
 
 
@@ -96,6 +97,14 @@ class Settings:
     agent_app_private_key: str | None = field(default=None, repr=False)
     # ---- operations
     admin_token: str | None = field(default=None, repr=False)  # opens /dashboard
+    metrics_token: str | None = field(default=None, repr=False)  # when set, /metrics needs it (Bearer)
+
+    def __post_init__(self) -> None:
+        if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN:
+            # Beyond online guessing: that is what makes throttling sign-ins unnecessary (and throttling per
+            # client behind a proxy would let anyone lock the operator out).
+            raise ValueError(f"AGENTGATE_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters "
+                             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
 
     @property
     def has_github_credentials(self) -> bool:
@@ -153,4 +162,5 @@ class Settings:
             agent_app_id=env.get("AGENTGATE_AGENT_APP_ID") or None,
             agent_app_private_key=agent_key or None,
             admin_token=env.get("AGENTGATE_ADMIN_TOKEN") or None,
+            metrics_token=env.get("AGENTGATE_METRICS_TOKEN") or None,
         )

@@ -170,7 +170,7 @@ def test_changing_the_admin_token_signs_every_browser_out(admin_settings, redis_
     """Sessions are bound to the admin token: after it is rotated, an old cookie opens nothing."""
     old = create_app(admin_settings, redis_conn).test_client()
     value = signed_in(old)
-    rotated = create_app(replace(admin_settings, admin_token="a-new-admin-token"), redis_conn).test_client()
+    rotated = create_app(replace(admin_settings, admin_token="a-new-admin-token-" + "r" * 20), redis_conn).test_client()
     rotated.set_cookie(COOKIE, value, path="/dashboard")
     assert rotated.get("/dashboard").status_code == 401
 

@@ -175,8 +175,16 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == flow.page_path:
             if flow.page_served:
-                self._send(410, _result_page(False, "This page was already opened once; run "
-                                                    "`agentgate setup github` again for a new one."))
+                # Someone else had the page's URL first (it is on the browser's command line, visible to
+                # local users): the state they hold must never be exchanged. The registration ends here.
+                print("agentgate setup github: the setup page was opened twice; stopping (nothing written)",
+                      file=sys.stderr, flush=True)
+                if not flow.done:
+                    flow.done, flow.ok, flow.message = True, False, (
+                        "the setup page was opened twice, so someone else may hold its state; nothing was "
+                        "written. Run `agentgate setup github` again.")
+                self._send(410, _result_page(False, "This page was already opened once; the registration was "
+                                                    "stopped. Run `agentgate setup github` again."))
                 return
             flow.page_served = True
             self._send(200, flow.page)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -78,6 +80,13 @@ def readyz():  # type: ignore[no-untyped-def]
 @blueprint.get("/metrics")
 def metrics_page():  # type: ignore[no-untyped-def]
     ctx = _ctx()
+    wanted = ctx.settings.metrics_token
+    if wanted is not None:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        digest = lambda v: hashlib.sha256(v.encode("utf-8", "surrogatepass")).digest()  # noqa: E731 - equal lengths
+        if scheme.lower() != "bearer" or not hmac.compare_digest(digest(given.strip()), digest(wanted)):
+            return Response("metrics need the metrics token (AGENTGATE_METRICS_TOKEN)\n", status=401,
+                            mimetype="text/plain", headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     registry = CollectorRegistry()
     registry.register(StoreCollector(ctx.conn, (ctx.settings.queue_name,)))
     try:

@@ -246,6 +246,9 @@ def _message(resp: requests.Response) -> str:
     return str(message)[:200] if message else f"HTTP {resp.status_code}"
 
 
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
+
+
 def _registered(data: Any) -> RegisteredApp:
     """Check the 201 answer's shape without ever echoing its values (it holds the private key)."""
     if not isinstance(data, dict):
@@ -259,8 +262,17 @@ def _registered(data: Any) -> RegisteredApp:
         raise ConversionError("GitHub's answer has a webhook secret agentgate cannot store safely", 201)
     raw_owner = data.get("owner")
     owner: dict[str, Any] = raw_owner if isinstance(raw_owner, dict) else {}
-    return RegisteredApp(id=app_id, slug=str(data.get("slug") or ""), name=str(data.get("name") or ""),
-                         html_url=str(data.get("html_url") or ""), owner=str(owner.get("login") or ""),
+    slug, name, html_url = (str(data.get(k) or "") for k in ("slug", "name", "html_url"))
+    # These reach the .env (a comment line) and the terminal: only shapes GitHub gives them, nothing that
+    # could start a line of its own.
+    if slug and not _SLUG.fullmatch(slug):
+        raise ConversionError("GitHub's answer has an App slug agentgate cannot store safely", 201)
+    if html_url and not (html_url.startswith("https://") and env_safe(html_url)):
+        raise ConversionError("GitHub's answer has an App URL agentgate cannot store safely", 201)
+    if any(not ch.isprintable() for ch in name) or len(name) > 100:
+        raise ConversionError("GitHub's answer has an App name agentgate cannot store safely", 201)
+    return RegisteredApp(id=app_id, slug=slug, name=name,
+                         html_url=html_url, owner=str(owner.get("login") or ""),
                          client_id=str(data.get("client_id") or ""), pem=pem, webhook_secret=secret or None,
                          client_secret=str(data.get("client_secret") or ""))
 

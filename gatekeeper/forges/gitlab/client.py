@@ -460,16 +460,23 @@ class GitLabForge:
         (from GitLab's system notes) and, for a merge request, the issues it closes."""
         noun = "merge_requests" if pull_request else "issues"
         base = f"{self._path}/{noun}/{int(number)}"
-        labels, _ = self._list(f"{base}/resource_label_events", max_pages=NOTES_MAX_PAGES, absent=(404,))
+        labels, complete = self._list(f"{base}/resource_label_events", max_pages=NOTES_MAX_PAGES, absent=(404,))
         if labels is None:
             return []  # "Fixes #999" may name no issue at all
+        if not complete:
+            # GitLab lists them oldest first: the pages left unread hold the latest, and a stale "a
+            # maintainer applied it" must never approve a task (fail closed).
+            raise ForgeError(f"{noun.replace('_', ' ')[:-1]} {number} has more than {NOTES_MAX_PAGES * PER_PAGE} "
+                             "label events: agentgate does not judge who applied a label from part of them")
         events: list[tuple[str, IssueEvent]] = []
         for raw in labels:
             name = (raw.get("label") or {}).get("name")
             kind = {"add": "labeled", "remove": "unlabeled"}.get(str(raw.get("action")))
             if kind and name:
                 at = utc(raw.get("created_at"))
-                events.append((at, IssueEvent(kind, actor=gitlab_user(raw.get("user")), label=str(name), at=at)))
+                # Who applied a label decides whether a task is approved: a service account named freely
+                # is a bot only by the users API's word, so ask it (cached), as for any other actor.
+                events.append((at, IssueEvent(kind, actor=self.user(raw.get("user")), label=str(name), at=at)))
         notes, _ = self._list(f"{base}/notes", params={"sort": "asc", "order_by": "created_at"},
                               max_pages=NOTES_MAX_PAGES, absent=(404,))
         for note in notes or []:

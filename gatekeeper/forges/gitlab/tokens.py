@@ -196,7 +196,9 @@ class GitLabTokenIssuer:
             except ValueError:
                 wait = 60.0
             return RateLimited(f"GitLab rate limit: {what}", max(1.0, wait), status)
-        if status in (401, 403):
+        # GitLab answers 400 "User does not have permission to create project access token" to a
+        # project or group access token, or a Developer's: the operator needs to know which token to use.
+        if status in (401, 403) or (status == 400 and "permission" in message.lower()):
             return ForgeError(f"GitLab refused {what} ({status}: {message}): agentgate's token needs the "
                               "Maintainer role there, and must be a personal or service account token", status)
         return ForgeError(f"GitLab refused {what} ({status}): {message}", status)
