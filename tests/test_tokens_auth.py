@@ -102,10 +102,13 @@ def test_claims_keep_only_strings_integers_and_booleans_as_strings(redis_conn, i
     assert not {"groups", "nested", "ratio"} & set(claims)
 
 
-def test_an_audience_list_containing_agentgates_is_accepted(redis_conn, issuer):
-    """`aud` may be a list; it must contain the audience configured for the issuer."""
-    agent = authenticate(redis_conn, settings_for(issuer), issuer.mint({"aud": ["sts.amazonaws.com", AUDIENCE]}))
+def test_an_audience_list_is_accepted_only_when_it_names_agentgate_alone(redis_conn, issuer):
+    """`aud` may be a list, but (OIDC Core 3.1.3.7) one that also names audiences agentgate does not trust
+    is refused: whoever else it was shown to could present it here."""
+    agent = authenticate(redis_conn, settings_for(issuer), issuer.mint({"aud": [AUDIENCE]}))
     assert agent.subject == GITHUB_SUBJECT
+    with pytest.raises(Unauthenticated, match="other audiences"):
+        authenticate(redis_conn, settings_for(issuer), issuer.mint({"aud": ["sts.amazonaws.com", AUDIENCE]}))
 
 
 def test_a_trailing_slash_on_either_side_of_the_issuer_is_ignored(redis_conn, issuer):

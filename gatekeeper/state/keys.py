@@ -306,11 +306,30 @@ def agent_token(token_id: str) -> str:
 
 
 def agent_tokens_of_task(platform: str, repo: str, task: int) -> str:
-    return key("agent-tokens", "task", platform, repo, task)
+    # Repository names are case-insensitive on both platforms: an agent spelling one differently from the
+    # webhooks must still find its tokens revoked when the task closes.
+    return key("agent-tokens", "task", platform, repo.lower(), task)
 
 
 def agent_tokens_of_repo(platform: str, repo: str) -> str:
-    return key("agent-tokens", "repo", platform, repo)
+    return key("agent-tokens", "repo", platform, repo.lower())
+
+
+AGENT_TOKEN_LOCK_TTL = 60  # one token request per agent and repository at a time (the cap holds)
+
+
+def agent_token_lock(platform: str, repo: str, agent: str) -> str:
+    return key("agent-token-lock", platform, repo.lower(), hashlib.sha256(agent.encode()).hexdigest()[:24])
+
+
+def oidc_used(issuer: str, jti: str) -> str:
+    """An ID token (by its `jti`) that already got a token: each is good for one (until it expires)."""
+    return key("oidc", "used", hashlib.sha256(f"{issuer}\x1f{jti}".encode()).hexdigest()[:32])
+
+
+def comment_body(platform: str, repo: str, number: int) -> str:
+    """The SHA-256 of the body agentgate last wrote in its comment: an edit by anyone else differs."""
+    return key("comment-body", platform, repo, number)
 
 
 AGENT_KEYS = key("agent-keys")  # hash: agent name -> JSON {sha256, created_at}

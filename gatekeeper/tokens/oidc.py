@@ -108,6 +108,12 @@ def verify(conn: redis.Redis, issuers: Sequence[tuple[str, str]], token: str, *,
     except jwt.PyJWTError as exc:
         raise IDTokenRefused(_why(exc, audience)) from None
     _check_times(claims, time.time() if now is None else now)
+    aud = claims.get("aud")
+    if isinstance(aud, list) and set(aud) != {audience}:
+        # OIDC Core 3.1.3.7: refuse a token that also names audiences we do not trust; whoever else it
+        # was shown to could present it here.
+        raise IDTokenRefused(f"the ID token names other audiences besides {audience}; ask for one for "
+                             f"{audience} alone")
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise IDTokenRefused("the ID token's subject (`sub`) is empty or not a string")

@@ -18,16 +18,17 @@ import requests
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gatekeeper.core import grants
-from gatekeeper.forges.port import ForgeError, TokenIssuers
-from gatekeeper.policy.model import InvalidPolicy
+from gatekeeper.core.facts import TaskRef
+from gatekeeper.forges.port import Forge, ForgeError, TokenIssuers
+from gatekeeper.policy.model import DEFAULT_POLICY, InvalidPolicy, Policy
 from gatekeeper.policy.schema import TokenLevel, TokenPermissionName
 from gatekeeper.settings import Settings
-from gatekeeper.state import metrics
+from gatekeeper.state import keys, metrics
 from gatekeeper.state import tokens as store
 from gatekeeper.tokens.audit import record_refusal, record_token
 from gatekeeper.tokens.authenticate import IssuerUnavailable, Unauthenticated, authenticate, bearer
 from gatekeeper.tokens.revoke import revoke
-from gatekeeper.worker.gather import default_branch_policy, identities, task_ref
+from gatekeeper.worker.gather import forget_issue_events, identities, policy_at, task_ref
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,44 @@ class TokenService:
             return refused(503, "unavailable", "agentgate's store is unavailable; retry later")
 
     def _issue(self, agent: grants.AgentIdentity, request: TokenRequest) -> Answer:
+        used = self._first_use(agent)
+        if used is not None:
+            return used
+        lock = keys.agent_token_lock(request.platform, request.repository, agent.principal)
+        if not self.conn.set(lock, "1", nx=True, ex=keys.AGENT_TOKEN_LOCK_TTL):
+            self._forget_use(agent)
+            return Answer(429, {"error": "busy", "reason": "another request of this agent for this repository is "
+                                                          "being served; retry when it is answered"},
+                          {"Retry-After": "5"})
+        try:
+            answer = self._issue_locked(agent, request)
+        finally:
+            self.conn.delete(lock)
+        if answer.status != 201:
+            self._forget_use(agent)  # refused or failed: the same ID token may ask again once that changes
+        return answer
+
+    def _first_use(self, agent: grants.AgentIdentity) -> Answer | None:
+        """An ID token gets one token: a copy of it replayed (from a log, another job) gets nothing more."""
+        jti = agent.claims.get("jti") if agent.kind == "oidc" else None
+        if not jti:
+            return None
+        try:
+            left = int(float(agent.claims.get("exp", "0")) - self.clock()) + 120
+        except ValueError:
+            left = 3600
+        if self.conn.set(keys.oidc_used(agent.issuer, jti), "1", nx=True, ex=max(60, min(left, 86400))):
+            return None
+        return Answer(401, {"error": "unauthenticated", "reason": "this ID token was already used for a token; "
+                                                                  "ask the CI for a fresh one"},
+                      {"WWW-Authenticate": 'Bearer realm="agentgate"'})
+
+    def _forget_use(self, agent: grants.AgentIdentity) -> None:
+        jti = agent.claims.get("jti") if agent.kind == "oidc" else None
+        if jti:
+            self.conn.delete(keys.oidc_used(agent.issuer, jti))
+
+    def _issue_locked(self, agent: grants.AgentIdentity, request: TokenRequest) -> Answer:
         repo, number, platform = request.repository, request.task, request.platform
         asked = ({str(k): str(v) for k, v in request.permissions.items()}
                  if request.permissions is not None else None)
@@ -124,8 +163,17 @@ class TokenService:
         if issuer is None:
             return refused(503, "unavailable", f"agentgate is not configured for {platform}")
         try:
+            cipher = self._cipher()
+            cipher.encrypt("probe")  # a token that could not be stored encrypted is never minted
+        except ValueError as exc:
+            log.error("agent tokens cannot be stored: %s", exc)
+            return refused(503, "unavailable", "agentgate cannot store tokens encrypted (its token keys are "
+                                               "missing or invalid); the operator must fix AGENTGATE_TOKEN_KEYS")
+        try:
             forge = issuer.reader(repo)
-            policy = default_branch_policy(self.conn, forge, forge.default_branch())
+            # Read fresh, not through the branch-head cache: a grant removed from the default branch stops now.
+            head = forge.branch_sha(forge.default_branch())
+            policy = policy_at(self.conn, forge, head) if head else DEFAULT_POLICY
         except ForgeError as exc:
             if exc.status == 404:
                 return refuse("not-installed", f"agentgate is not installed on {repo} (or it does not exist)")
@@ -138,7 +186,7 @@ class TokenService:
             decision = grants.decide(policy.tokens, agent, asked, None, _approval(policy))
         else:
             try:
-                task = task_ref(self.conn, forge, number, identities(policy), issues_only=False)
+                task = self._task(forge, policy, number)
             except ForgeError as exc:
                 return refused(503, "unavailable", f"{platform} could not be asked about task #{number}: {exc}")
             decision = grants.decide(policy.tokens, agent, asked, task, _approval(policy))
@@ -164,8 +212,8 @@ class TokenService:
             approved_label=decision.approved_label, handle=minted.handle,
             claims={k: v for k, v in agent.claims.items() if k in KEPT_CLAIMS})
         try:
-            store.save(self.conn, record, self._cipher().encrypt(minted.token), now)
-        except redis.RedisError:
+            store.save(self.conn, record, cipher.encrypt(minted.token), now)
+        except Exception:
             # Unrecorded, the token could not be revoked by agentgate: take it back before answering.
             try:
                 issuer.revoke(repo, minted.token, minted.handle)
@@ -173,6 +221,16 @@ class TokenService:
                 log.error("agent token %s could not be recorded nor revoked; it ends at the platform's expiry",
                           token_id)
             raise
+        # The task may have closed (or lost its label) while the token was minted, before the record existed
+        # for that delivery to find: look once more, now that it does.
+        try:
+            now_task = self._task(forge, policy, number)
+            still = grants.task_approval(now_task, _approval(policy)) if now_task is not None else None
+        except ForgeError:
+            still = None
+        if still is None:
+            revoke(self.conn, self.issuers, cipher, token_id, "the task closed or lost its approval while issuing")
+            return refuse("task-closed", f"task #{number} closed or lost its approval while the token was issued")
         # The grant as decided (GitHub adds `metadata: read` to every token it mints; docs/tokens.md says so).
         record_token(self.conn, "grant", record, f"ttl={decision.ttl}s")
         log.info("issued agent token %s to %s for %s #%d (%s), approved by %s", token_id, agent.principal, repo,
@@ -180,6 +238,12 @@ class TokenService:
         return Answer(201, {"id": token_id, "token": minted.token, "expires_at": _iso(record.expires_at),
                             "repository": repo, "task": number, "permissions": record.permissions,
                             "platform": platform})
+
+    def _task(self, forge: Forge, policy: Policy, number: int) -> TaskRef | None:
+        """The task as the platform shows it now: its label history read fresh, not from the cache an
+        evaluation may have filled before a label was taken back."""
+        forget_issue_events(self.conn, forge.platform, forge.repo, number)
+        return task_ref(self.conn, forge, number, identities(policy), issues_only=False)
 
     # ---- DELETE /api/v1/tokens/<id>
     def give_back(self, authorization: str | None, token_id: str) -> Answer:

@@ -335,6 +335,43 @@ class FakeGitLabState:
              "label": {"id": abs(hash(label)) % 10000, "name": label, "color": "#428BCA", "description": None},
              "action": action})
 
+    def add_issue(self, path: str, iid: int, *, author: str, title: str = "Task", state: str = "opened",
+                  description: str = "") -> dict[str, Any]:
+        """An issue in GitLab's shape (`state`: `opened` or `closed`), with no labels yet: add them with
+        `label_issue`, which records who applied each (GitLab's resource label events)."""
+        with self.lock:
+            project = self.projects[path]
+            at = iso(self.now())
+            issue = {"id": self.next_id(), "iid": iid, "project_id": project.id, "title": title,
+                     "description": description, "state": state, "created_at": at, "updated_at": at,
+                     "closed_at": at if state == "closed" else None, "closed_by": None, "labels": [],
+                     "milestone": None, "assignees": [], "assignee": None, "author": self.user_ref(author),
+                     "type": "ISSUE", "issue_type": "issue", "confidential": False, "discussion_locked": None,
+                     "user_notes_count": 0, "merge_requests_count": 0, "upvotes": 0, "downvotes": 0,
+                     "due_date": None, "references": {"short": f"#{iid}", "relative": f"#{iid}",
+                                                      "full": f"{path}#{iid}"},
+                     "web_url": f"http://gitlab.example/{path}/-/issues/{iid}"}
+            project.issues[iid] = issue
+            return issue
+
+    def label_issue(self, path: str, iid: int, label: str, username: str, *, remove: bool = False) -> None:
+        """`username` adds (or removes) a label on an issue, and GitLab records a resource label event."""
+        with self.lock:
+            project = self.projects[path]
+            labels = project.issues[iid]["labels"]
+            if remove and label in labels:
+                labels.remove(label)
+            elif not remove and label not in labels:
+                labels.append(label)
+            project.issues[iid]["updated_at"] = iso(self.now())
+            self._label_event(project, "issues", iid, label, "remove" if remove else "add", username)
+
+    def close_issue(self, path: str, iid: int, username: str) -> None:
+        with self.lock:
+            issue = self.projects[path].issues[iid]
+            at = iso(self.now())
+            issue.update(state="closed", closed_at=at, updated_at=at, closed_by=self.user_ref(username))
+
     def add_status_check(self, path: str, name: str) -> dict[str, Any]:
         with self.lock:
             check = {"id": self.next_id(), "name": name, "project_id": self.projects[path].id,
