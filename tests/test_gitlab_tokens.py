@@ -56,8 +56,8 @@ def issuer(redis_conn: redis.Redis) -> GitLabTokenIssuer:
     ({"contents": "read"}, ["read_repository"], 20),
     ({"contents": "write"}, ["read_repository", "write_repository"], 30),
     ({"contents": "read", "issues": "read"}, ["read_api", "read_repository"], 20),
-    ({"contents": "read", "pull_requests": "write"}, ["api", "read_repository"], 30),
-    ({"issues": "read", "statuses": "write"}, ["api"], 30),  # read_api is within api
+    ({"contents": "write", "pull_requests": "write"}, ["api", "read_repository", "write_repository"], 30),
+    ({"issues": "write"}, ["api"], 20),  # a Reporter writes issues and comments, and cannot commit
     ({"checks": "read", "metadata": "read"}, ["read_api"], 20),
 ])
 def test_permissions_map_to_the_fewest_scopes_and_lowest_role(permissions, scopes, level) -> None:
@@ -263,7 +263,7 @@ def test_fake_scopes_hold_the_token_to_what_it_was_granted(fake, redis_conn) -> 
                 files_only.token).status_code == 200
     assert call(fake, "GET", project(PROJECT), files_only.token).status_code == 403
 
-    writer = issuer.mint(PROJECT, {"contents": "read", "statuses": "write"}, 600, "writer")
+    writer = issuer.mint(PROJECT, {"contents": "write", "statuses": "write"}, 600, "writer")
     assert fake.state.access_tokens[int(writer.handle)]["access_level"] == DEVELOPER
     head = fake.state.projects[PROJECT].branches["trunk"]
     fake.state.add_commit(PROJECT, head)
@@ -336,3 +336,14 @@ def test_fake_expiry_today_is_refused(fake) -> None:
     r = call(fake, "POST", f"{project(PROJECT)}/access_tokens", SERVICE_TOKEN,
              json={"name": "x", "scopes": ["read_api"], "access_level": 20, "expires_at": today})
     assert r.status_code == 400
+
+
+def test_a_developer_write_without_contents_write_is_refused() -> None:
+    """The Developer role with `api` can commit through the API, so writes that need it (merge requests,
+    statuses, pipelines) are only granted together with `contents: write`: otherwise refused (422)."""
+    from gatekeeper.forges.gitlab.tokens import scopes_for
+
+    for permissions in ({"pull_requests": "write"}, {"contents": "read", "statuses": "write"}):
+        with pytest.raises(ForgeError) as refused:
+            scopes_for(permissions)
+        assert refused.value.status == 422 and "contents: write" in str(refused.value)

@@ -140,8 +140,9 @@ class World:
         rt = type("RT", (), {"conn": self.conn, "settings": Settings()})()
         handler, _ = handlers.HANDLERS[kind]
         result = handler(handlers.Context(rt, replace(self.forge, repo=repo), event))  # type: ignore[arg-type]
-        for task, reason, label in result.revoke_tokens:
-            revoke_task(self.conn, self.issuers, cipher(), event.platform, event.repo, task, reason, label=label)
+        for ask in result.revoke_tokens:
+            revoke_task(self.conn, self.issuers, cipher(), event.platform, event.repo, ask.task, ask.reason,
+                        label=ask.label, kind=ask.kind)
 
 
 @pytest.fixture
@@ -284,7 +285,6 @@ def test_a_token_agentgate_cannot_record_is_never_left_minted(world):
     assert minted == 0 or len(world.platform.revoked) == minted, "a minted token was left unrecorded and live"
 
 
-@pytest.mark.xfail(strict=True, reason="`agentgate agents remove` refuses the key but leaves its live tokens")
 def test_removing_an_agent_key_ends_its_tokens(world, monkeypatch):
     """Rule: removing an agent key (an operator's answer to a leaked key) also ends the tokens it already
     obtained, now or at the next `expire` sweep, not at their ttl."""
@@ -304,8 +304,6 @@ def test_removing_an_agent_key_ends_its_tokens(world, monkeypatch):
     assert store.load(world.conn, body["id"]).state == store.REVOKED
 
 
-@pytest.mark.xfail(strict=True, reason="GitLab numbers merge requests and issues apart, but tokens are "
-                                       "indexed by number only: closing MR !N revokes issue #N's tokens")
 def test_closing_a_gitlab_merge_request_spares_the_issue_of_the_same_number(redis_conn, issuer):
     """Rule: on GitLab a task is an issue (merge requests are numbered apart): an agent closing its own merge
     request !12 does not revoke the tokens other agents hold for issue #12."""
@@ -317,8 +315,6 @@ def test_closing_a_gitlab_merge_request_spares_the_issue_of_the_same_number(redi
     assert store.load(redis_conn, answer.body["id"]).state == store.ACTIVE
 
 
-@pytest.mark.xfail(strict=True, reason="GitLab maps `issues: write` onto the `api` scope with the Developer "
-                                       "role, which can push code through the API")
 @pytest.mark.parametrize("permissions", [{"issues": "write"}, {"pull_requests": "write", "contents": "read"}])
 def test_a_gitlab_token_without_contents_write_cannot_push(permissions):
     """Rule: least privilege on GitLab. A grant without `contents: write` never yields a project access
@@ -365,8 +361,6 @@ def test_a_long_gitlab_label_history_does_not_hide_the_last_application(redis_co
     assert approved is None, f"approved by {approved}"
 
 
-@pytest.mark.xfail(strict=True, reason="an edit of agentgate's own PR comment is trusted by its id alone; agent "
-                                       "tokens on GitHub are agentgate's App, so an agent's edit passes as ours")
 def test_an_agent_editing_agentgates_comment_is_judged(world, redis_conn):
     """Rule: on GitHub an agent's token is an installation token of agentgate's own App, so what the agent
     does bears agentgate's login. An edit that turns agentgate's one PR comment into a command for another
@@ -644,8 +638,9 @@ def test_a_task_gone_or_the_app_removed_revokes(world, delivery):
     for event in events:
         handler, _ = handlers.HANDLERS[event.kind]
         result = handler(handlers.Context(rt, world.forge, event))  # type: ignore[arg-type]
-        for task, reason, label in result.revoke_tokens:
-            revoke_task(world.conn, world.issuers, cipher(), event.platform, event.repo, task, reason, label=label)
+        for ask in result.revoke_tokens:
+            revoke_task(world.conn, world.issuers, cipher(), event.platform, event.repo, ask.task, ask.reason,
+                        label=ask.label, kind=ask.kind)
         if result.revoke_repo:
             from gatekeeper.tokens.revoke import revoke_repo
 

@@ -267,16 +267,17 @@ def test_closing_the_task_or_removing_its_label_revokes(world, issuer, redis_con
     rt = type("RT", (), {"conn": redis_conn})()
     event = Event("github", "d1", "task", "acme/widgets", 1, HUMAN, 12, {"action": "unlabeled", "label": "bug"})
     result = handlers.on_task_changed(handlers.Context(rt, forge, event))  # type: ignore[arg-type]
-    for task, reason, label in result.revoke_tokens:
+    for revocation in result.revoke_tokens:
         revoke_task(redis_conn, lambda p: platform, store.Cipher((), ["test-key-material"]), "github",
-                    "acme/widgets", task, reason, label=label)
+                    "acme/widgets", revocation.task, revocation.reason, label=revocation.label, kind=revocation.kind)
     assert platform.revoked == []
     closed = Event("github", "d2", "task", "acme/widgets", 1, HUMAN, 12, {"action": "closed"})
     result = handlers.on_task_changed(handlers.Context(rt, forge, closed))  # type: ignore[arg-type]
-    assert result.revoke_tokens == [(12, "the task was closed", None)]
-    for task, reason, label in result.revoke_tokens:
+    assert [(r.task, r.reason, r.label, r.kind) for r in result.revoke_tokens] == [
+        (12, "the task was closed", None, "issue")]
+    for revocation in result.revoke_tokens:
         revoke_task(redis_conn, lambda p: platform, store.Cipher((), ["test-key-material"]), "github",
-                    "acme/widgets", task, reason, label=label)
+                    "acme/widgets", revocation.task, revocation.reason, label=revocation.label, kind=revocation.kind)
     assert platform.revoked == [first["token"]]
     [entry] = [e for e in audit.query(redis_conn, event="token") if e.action == "revoke"]
     assert "closed" in entry.detail and first["token"] not in entry.detail

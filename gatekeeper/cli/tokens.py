@@ -64,6 +64,19 @@ def _agents_remove(conn: Any, args: argparse.Namespace) -> int:
         print(f"agentgate agents remove: no agent named {args.name!r}", file=sys.stderr)
         return 1
     print(f"removed agent {args.name!r}: its key is refused from now on")
+    # A key is removed because it leaked or its agent is gone: the tokens it already got end now too (a
+    # revocation that fails is retried by the workers' `expire` sweep).
+    from gatekeeper.forges.factory import token_issuers
+    from gatekeeper.state import tokens as store
+    from gatekeeper.tokens.revoke import cipher_for, revoke
+
+    settings = Settings.from_env()
+    issuers, cipher = token_issuers(settings, conn), cipher_for(settings)
+    mine = [r for r in store.live(conn) if r.agent == f"key:{args.name}"]
+    done = sum(revoke(conn, issuers, cipher, r.id, "its agent key was removed").done for r in mine)
+    if mine:
+        rest = "; the rest are retried" if done < len(mine) else ""
+        print(f"revoked {done} of its {len(mine)} live token(s){rest}")
     return 0
 
 

@@ -84,6 +84,7 @@ class TokenRecord:
     reason: str = ""  # why it was revoked, or why revoking failed
     attempts: int = 0
     claims: dict[str, str] = field(default_factory=dict)  # a few identifying claims, for the audit
+    task_kind: str = "issue"  # or "pull_request": GitLab numbers merge requests apart from issues
 
     def to_hash(self) -> dict[str, str]:
         raw = asdict(self)
@@ -99,7 +100,8 @@ class TokenRecord:
                    sha256=values["sha256"], approved_label=values.get("approved_label", ""),
                    handle=values.get("handle", ""), state=values.get("state", ACTIVE),
                    revoked_at=float(values.get("revoked_at") or 0), reason=values.get("reason", ""),
-                   attempts=int(values.get("attempts") or 0), claims=json.loads(values.get("claims") or "{}"))
+                   attempts=int(values.get("attempts") or 0), claims=json.loads(values.get("claims") or "{}"),
+                   task_kind=values.get("task_kind") or "issue")
 
     @property
     def live(self) -> bool:

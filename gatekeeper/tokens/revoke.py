@@ -67,13 +67,17 @@ def revoke(conn: redis.Redis, issuers: TokenIssuers, cipher: store.Cipher, token
 
 
 def revoke_task(conn: redis.Redis, issuers: TokenIssuers, cipher: store.Cipher, platform: str, repo: str,
-                task: int, reason: str, *, label: str | None = None) -> list[str]:
-    """Revoke every live token of a task (only those its `label` approved, when one is named)."""
+                task: int, reason: str, *, label: str | None = None, kind: str | None = None) -> list[str]:
+    """Revoke every live token of a task (only those its `label` approved, when one is named; only tasks of
+    `kind`, "issue" or "pull_request", when named: where the two are numbered apart, closing merge request
+    !12 is not closing issue #12)."""
     done = []
     for token_id in store.of_task(conn, platform, repo, task):
         record = store.load(conn, token_id)
         if record is None or not record.live:
             continue
+        if kind is not None and record.task_kind != kind:
+            continue  # (where issues and pull requests share numbers, a number is only ever one of them)
         if label is not None and record.approved_label.lower() != label.lower():
             continue
         revoke(conn, issuers, cipher, token_id, reason)

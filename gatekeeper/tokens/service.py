@@ -182,6 +182,7 @@ class TokenService:
             return refuse("policy-invalid", "the default branch's .agentgate.yml is invalid; no token is issued "
                                             "until it is fixed (`agentgate check-config`)")
         # Only a rule that names this agent is worth reading the task for.
+        task: TaskRef | None = None
         if not any(grants.matches(m, agent) for rule in policy.tokens for m in rule.agents):
             decision = grants.decide(policy.tokens, agent, asked, None, _approval(policy))
         else:
@@ -210,7 +211,8 @@ class TokenService:
             requester=decision.approved_by, permissions=dict(decision.permissions),
             issued_at=now, expires_at=min(now + decision.ttl, minted.expires_at), sha256=store.digest(minted.token),
             approved_label=decision.approved_label, handle=minted.handle,
-            claims={k: v for k, v in agent.claims.items() if k in KEPT_CLAIMS})
+            claims={k: v for k, v in agent.claims.items() if k in KEPT_CLAIMS},
+            task_kind="pull_request" if task is not None and task.is_pull_request else "issue")
         try:
             store.save(self.conn, record, cipher.encrypt(minted.token), now)
         except Exception:

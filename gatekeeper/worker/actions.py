@@ -141,6 +141,9 @@ def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, tex
     audit.record_own(conn, forge.platform, forge.repo, "comment", f"#{number}", f"{section} section updated")
     pipe = conn.pipeline()
     pipe.set(id_key, comment_id, ex=keys.COMMENT_TTL)
+    # What it says now: an edit of our comment by anyone else (an agent holding our App's token) differs.
+    pipe.set(keys.comment_body(forge.platform, forge.repo, number), hashlib.sha256(body.encode()).hexdigest(),
+             ex=keys.COMMENT_TTL)
     pipe.hset(sections_key, section, text)
     pipe.expire(sections_key, keys.COMMENT_TTL)
     pipe.execute()

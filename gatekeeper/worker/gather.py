@@ -331,7 +331,7 @@ def task_ref(conn: redis.Redis, forge: Forge, number: int, who: Callable[[User |
             actor = who(latest[label])
             level = permission(conn, forge, actor.login) if not actor.kind.is_automated else "none"
             applied.append(LabelApplied(label, actor, level))
-    return TaskRef(number, issue.state, issue.labels, tuple(applied), issue.assignees)
+    return TaskRef(number, issue.state, issue.labels, tuple(applied), issue.assignees, issue.is_pull_request)
 
 
 def pull_request_facts(conn: redis.Redis, forge: Forge, pr: PullRequest, policy: Policy | InvalidPolicy, *,

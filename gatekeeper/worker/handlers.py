@@ -63,6 +63,17 @@ class PostVerdict:
 HandlerAction = RemoveLabel | AnswerDeployment | PostVerdict
 
 
+@dataclass(frozen=True)
+class RevokeTokens:
+    """Revoke the agent tokens of a task: every one (`label` None) or those `label` approved; `kind` says
+    whether the task closed is an issue or a pull request."""
+
+    task: int
+    reason: str
+    label: str | None = None
+    kind: str = "issue"
+
+
 @dataclass
 class Result:
     info: dict[str, Any] = field(default_factory=dict)
@@ -70,9 +81,8 @@ class Result:
     confirmations: list[tuple[int, Confirmation]] = field(default_factory=list)
     reevaluate: list[int] = field(default_factory=list)
     forget_status: list[str] = field(default_factory=list)  # heads whose status must be posted again
-    # Agent tokens to revoke: (task, reason, label); label None revokes every token of the task, a label
-    # only those that label approved.
-    revoke_tokens: list[tuple[int, str, str | None]] = field(default_factory=list)
+    # Agent tokens to revoke: a task's, or only those its `label` approved.
+    revoke_tokens: list[RevokeTokens] = field(default_factory=list)
     revoke_repo: bool = False  # every agent token of the repository (agentgate was removed from it)
     actions: list[HandlerAction] = field(default_factory=list)
 
@@ -146,11 +156,14 @@ def _our_comment(ctx: Context, number: int, comment_id: object, body: str) -> bo
     is posting right now. On GitHub agent tokens come from agentgate's own App, so an agent's comment bears
     the same login and must be judged like any bot's."""
     ev = ctx.event
+    digest = hashlib.sha256(body.encode()).hexdigest()
     stored = ctx.conn.get(keys.comment(ev.platform, ev.repo, number))
-    if stored is not None and comment_id is not None and stored.decode() == str(comment_id):
-        return True
+    written = ctx.conn.get(keys.comment_body(ev.platform, ev.repo, number))
+    if (stored is not None and comment_id is not None and stored.decode() == str(comment_id)
+            and written is not None and written.decode() == digest):
+        return True  # our comment, saying what we last wrote in it
     posting = ctx.conn.get(keys.comment_posting(ev.platform, ev.repo, number))
-    return posting is not None and posting.decode() == hashlib.sha256(body.encode()).hexdigest()
+    return posting is not None and posting.decode() == digest
 
 
 @handler("comment")
@@ -277,16 +290,17 @@ def on_task_changed(ctx: Context) -> Result:
     ev = ctx.event
     action = ev.data.get("action")
     gather.forget_issue_events(ctx.conn, ev.platform, ev.repo, ev.subject)
-    revoke: list[tuple[int, str, str | None]] = []
+    revoke: list[RevokeTokens] = []
+    kind = "pull_request" if ev.data.get("is_pull_request") else "issue"
     if action == "closed":
         agents = gather.agents_with_requesters(ctx.conn, ev.platform, ev.repo)
         gather.forget_task_requesters(ctx.conn, ev.platform, ev.repo, ev.subject, agents)
-        revoke.append((ev.subject, "the task was closed", None))
+        revoke.append(RevokeTokens(ev.subject, "the task was closed", None, kind))
     elif action == "unlabeled":
         label = ev.data.get("label")
         # Unknown which label went: every token of the task goes (fail closed; the agent can ask again).
-        revoke.append((ev.subject, f"the label {label} was removed from the task" if label
-                       else "a label was removed from the task", str(label) if label else None))
+        revoke.append(RevokeTokens(ev.subject, f"the label {label} was removed from the task" if label
+                                   else "a label was removed from the task", str(label) if label else None, kind))
     if ev.data.get("is_pull_request"):
         return Result({"revoke": len(revoke)}, revoke_tokens=revoke)  # the PR itself is evaluated by its own event
     pulls = gather.task_pulls(ctx.conn, ev.platform, ev.repo, ev.subject)
@@ -321,7 +335,8 @@ def on_label(ctx: Context) -> Result:
         result.confirmations.append((number, Confirmation("label", chains.label_key(label), actor.login, at)))
     if action == "unlabeled":
         # A pull request can be an agent's task: removing the label that approved it revokes its tokens.
-        result.revoke_tokens.append((number, f"the label {label} was removed from the task", label))
+        result.revoke_tokens.append(RevokeTokens(number, f"the label {label} was removed from the task", label,
+                                                 "pull_request"))
     if action == "unlabeled" and actor.kind.is_automated:
         for hit in chains.judge_label_removal(policy, actor, label):
             result.findings.append((number, stored(hit, finding_id("unlabel", number, label, at), at, label)))

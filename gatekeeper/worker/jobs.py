@@ -108,11 +108,11 @@ def apply(rt: Runtime, forge: Forge, ev: Event, result: handlers.Result,
         findings.confirm(conn, ev.platform, ev.repo, number, confirmation)
     for sha in result.forget_status:
         actions.forget_posted_status(conn, forge, sha, rt.settings.status_context)
-    for task, reason, label in result.revoke_tokens:
+    for ask in result.revoke_tokens:
         revoked = revoke_task(conn, rt.token_issuers(), cipher_for(rt.settings), ev.platform, ev.repo,
-                                     task, reason, label=label)
+                              ask.task, ask.reason, label=ask.label, kind=ask.kind)
         if revoked:
-            log.info("%s#%s: revoked %d agent token(s): %s", ev.repo, task, len(revoked), reason)
+            log.info("%s#%s: revoked %d agent token(s): %s", ev.repo, ask.task, len(revoked), ask.reason)
     if result.revoke_repo:
         revoke_repo(conn, rt.token_issuers(), cipher_for(rt.settings), ev.platform, ev.repo,
                     "agentgate was removed from the repository")

@@ -10,8 +10,10 @@ App permission names is mapped onto GitLab's scopes and roles:
   write -> `api`;
 - `metadata`: no scope of its own (GitHub gives it to every token; GitLab has no equivalent).
 
-`read_api` is dropped where `api` is granted. The role is Reporter (20) when every permission is
-read, Developer (30) when any is write; never Maintainer or above (`admin` is refused). A permission
+`read_api` is dropped where `api` is granted. The role is Developer (30) only with
+`contents: write` (Developer with `api` can commit), else Reporter (20), and a write that needs Developer
+(pull requests, statuses, checks, deployments, actions) without `contents: write` is refused; never
+Maintainer or above (`admin` is refused). A permission
 GitLab has no equivalent for is refused, not widened to `api`.
 
 GitLab's expiry is a date (the token dies at 00:00 UTC that day) and cannot be earlier than tomorrow,
@@ -42,6 +44,8 @@ from gatekeeper.state import metrics
 HTTP_TIMEOUT = 15
 REPORTER, DEVELOPER = 20, 30
 NAME_LIMIT = 255
+# Writes GitLab allows only from the Developer role up (a Reporter may write issues and comments).
+DEVELOPER_WRITES = frozenset({"pull_requests", "statuses", "checks", "deployments", "actions"})
 CANNOT_GRANT = 422  # the status of a refusal to map permissions, as GitHub answers ones it cannot grant
 
 _REPOSITORY: dict[str, tuple[str, ...]] = {"read": ("read_repository",),
@@ -78,7 +82,17 @@ def scopes_for(permissions: dict[str, str]) -> tuple[list[str], int]:
         scopes.discard("read_api")
     if not scopes:
         raise ForgeError("the permissions asked need no GitLab scope: nothing to mint", CANNOT_GRANT)
-    return sorted(scopes), DEVELOPER if "write" in permissions.values() else REPORTER
+    # Least privilege: the Developer role (needed to open merge requests, post statuses, run pipelines)
+    # with `api` can also commit through the API, so it is only ever given with `contents: write`. Issues
+    # and comments need no more than Reporter.
+    if permissions.get("contents") == "write":
+        return sorted(scopes), DEVELOPER
+    needs_developer = sorted(n for n, level in permissions.items()
+                             if level == "write" and n in DEVELOPER_WRITES)
+    if needs_developer:
+        raise ForgeError(f"on GitLab {', '.join(needs_developer)}: write needs the Developer role, which can also "
+                         "push code: grant contents: write as well, or ask for read", CANNOT_GRANT)
+    return sorted(scopes), REPORTER
 
 
 def expiry_date(now: float, ttl: int) -> date:
