@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 MIN_ADMIN_TOKEN = 32
-PERIODIC_JOBS = ("redeliver", "reconcile", "recover", "expire")
+PERIODIC_JOBS = ("redeliver", "reconcile", "recover", "expire", "rotate")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
@@ -95,6 +95,11 @@ class Settings:
     # App's bot, not agentgate's, so they are attributed to agents and never mistaken for agentgate's.
     agent_app_id: str | None = None
     agent_app_private_key: str | None = field(default=None, repr=False)
+    # Rotate agentgate's own GitLab token (a personal or service-account token) every this many days
+    # (POST /personal_access_tokens/self/rotate); 0: never. Needs a Redis that persists (the new token
+    # lives there, encrypted; the configured one stops working at the first rotation).
+    gitlab_rotate_days: int = 0
+    rotate_interval: int = 3600  # how often the `rotate` job checks whether a rotation is due
     # ---- operations
     admin_token: str | None = field(default=None, repr=False)  # opens /dashboard
     metrics_token: str | None = field(default=None, repr=False)  # when set, /metrics needs it (Bearer)
@@ -161,6 +166,8 @@ class Settings:
             max_active_tokens=_seconds(env, "AGENTGATE_MAX_ACTIVE_TOKENS", 10),
             agent_app_id=env.get("AGENTGATE_AGENT_APP_ID") or None,
             agent_app_private_key=agent_key or None,
+            gitlab_rotate_days=int(env.get("AGENTGATE_GITLAB_ROTATE_DAYS") or 0),
+            rotate_interval=_seconds(env, "AGENTGATE_ROTATE_INTERVAL", 3600),
             admin_token=env.get("AGENTGATE_ADMIN_TOKEN") or None,
             metrics_token=env.get("AGENTGATE_METRICS_TOKEN") or None,
         )

@@ -3,6 +3,8 @@ that start workers (the CLI, dev mode, tests) import it; the worker sees the `Fo
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from gatekeeper.forges.port import (
@@ -81,5 +83,12 @@ def build_runtime(settings: Settings, conn: redis.Redis):  # type: ignore[no-unt
     from gatekeeper.state.queue import JobQueue
     from gatekeeper.worker.runtime import Runtime
 
+    rotate = None
+    if settings.gitlab_url and settings.gitlab_token and settings.gitlab_rotate_days > 0 and not settings.dry_run:
+        from gatekeeper.forges.gitlab.credentials import rotate as rotate_gitlab
+
+        def rotate() -> dict[str, Any]:
+            return rotate_gitlab(conn, settings)
+
     return Runtime(settings, conn, forge_factory(settings, conn), JobQueue(conn, settings.queue_name),
-                   token_issuers(settings, conn))
+                   token_issuers(settings, conn), rotate)

@@ -355,6 +355,11 @@ def installation_tokens_of(platform: str, repo: str) -> str:
     return key("tokens-of", platform, repo)
 
 
+# -- agentgate's own GitLab token, rotated on a schedule (forges/gitlab/credentials.py)
+GITLAB_OWN_TOKEN = key("gitlab", "own-token")  # hash: the current token (encrypted), its id, expiry, rotation time
+GITLAB_ROTATION_LOCK = key("gitlab", "rotation-lock")  # one rotation at a time: a second would revoke the first
+GITLAB_ROTATION_LOCK_TTL = 120
+
 # -- operations (issue 11): histograms and gauges the dashboard and /metrics read
 METRIC_HISTOGRAMS = key("metrics", "histograms")
 METRIC_GAUGES = key("metrics", "gauges")

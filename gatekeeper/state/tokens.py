@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gatekeeper.settings import Settings
 from gatekeeper.state import keys
 from gatekeeper.state.store import text
 
@@ -110,6 +111,12 @@ class TokenRecord:
     def public(self) -> dict[str, object]:
         """What may be shown to an operator: everything but the token (which is not here anyway)."""
         return {k: v for k, v in asdict(self).items() if k != "handle"}
+
+
+def cipher_for(settings: Settings) -> Cipher:
+    """The keys agent tokens (and agentgate's own rotated credentials) are encrypted with at rest."""
+    derive = [s for s in (settings.github_private_key, settings.gitlab_token) if s]
+    return Cipher(settings.token_keys, derive)
 
 
 _ENC = "enc"  # the hash field that holds the encrypted token

@@ -22,8 +22,7 @@ SWEEP_BATCH = 100  # tokens one sweep revokes at most; the next sweep takes the 
 
 def cipher_for(settings: Settings) -> store.Cipher:
     """The keys agent tokens are encrypted with at rest (see `state.tokens.Cipher`)."""
-    derive = [s for s in (settings.github_private_key, settings.gitlab_token) if s]
-    return store.Cipher(settings.token_keys, derive)
+    return store.cipher_for(settings)
 
 
 @dataclass(frozen=True)

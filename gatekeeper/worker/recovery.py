@@ -418,5 +418,10 @@ def expire(rt: Runtime) -> dict[str, Any]:
     return sweep(rt.conn, rt.token_issuers(), cipher_for(rt.settings))
 
 
+def rotate(rt: Runtime) -> dict[str, Any]:
+    """Rotate agentgate's own standing credentials when due (GitLab's token, AGENTGATE_GITLAB_ROTATE_DAYS)."""
+    return rt.rotate_credentials() if rt.rotate_credentials is not None else {"rotated": False}
+
+
 TASKS: dict[str, Callable[[Runtime], dict[str, Any]]] = {"redeliver": redeliver, "reconcile": reconcile,
-                                                         "recover": recover, "expire": expire}
+                                                         "recover": recover, "expire": expire, "rotate": rotate}

@@ -5,7 +5,9 @@ factory comes from outside."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -21,6 +23,8 @@ class Runtime:
     forges: ForgeFactory
     queue: JobQueue
     issuers: TokenIssuers | None = None  # who revokes agent tokens on each platform
+    # Rotates agentgate's own standing credentials when due (GitLab's token); None where there are none.
+    rotate_credentials: Callable[[], dict[str, Any]] | None = None
 
     def token_issuers(self) -> TokenIssuers:
         return self.issuers if self.issuers is not None else (lambda platform: None)

@@ -43,6 +43,7 @@ class Admin:
     group_hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # group path ->
     group_owners: dict[str, set[str]] = field(default_factory=dict)  # group path -> usernames with Owner
     token_expires_at: str | None = None  # the fake token's expiry (YYYY-MM-DD), None: never
+    rotations: list[tuple[str, str]] = field(default_factory=list)  # (old, new) personal tokens rotated
 
     def project(self, path: str) -> ProjectAdmin:
         return self.projects.setdefault(path, ProjectAdmin())
@@ -194,3 +195,36 @@ def list_protected_environments(ctx: Ctx, id: str) -> Any:
     project = _project(ctx, id)
     ctx.need(MAINTAINER)
     return ctx.page(list(admin_of(ctx.state).project(project.path).protected_environments.values()))
+
+
+@route("POST", "/personal_access_tokens/self/rotate")
+def rotate_own_token(ctx: Ctx) -> Any:
+    # GitLab 16.10+: a personal (or service account) token with `api` or `self_rotate` rotates itself: the
+    # old one is revoked at once and a new one answered (shown once). Not for project access tokens here.
+    import secrets
+    from datetime import date, timedelta
+
+    state, token = ctx.state, ctx.token
+    if state.token_record(token) is not None:
+        raise GitLabError(405, "405 Method Not Allowed")
+    scopes = state.token_scopes.get(token)
+    if scopes is not None and not {"api", "self_rotate"} & set(scopes):
+        raise GitLabError(403, "403 Forbidden")
+    raw = ctx.param("expires_at")
+    try:
+        expires = date.fromisoformat(str(raw)) if raw else state.today() + timedelta(days=7)
+    except ValueError:
+        raise GitLabError(400, "expires_at is invalid", key="error") from None
+    if expires <= state.today():
+        raise GitLabError(400, "Expires at must be in the future", key="error")
+    with state.lock:
+        new = "glpat-" + secrets.token_urlsafe(15)[:20]
+        state.tokens[new] = state.tokens.pop(token)
+        if scopes is not None:
+            state.token_scopes[new] = state.token_scopes.pop(token)
+        admin_of(state).rotations.append((token, new))
+    user = state.users[ctx.user]
+    return {"id": len(admin_of(state).rotations) + 100, "name": "agentgate", "revoked": False,
+            "created_at": iso(state.now()), "description": "", "scopes": list(scopes or ["api"]),
+            "user_id": user["id"], "last_used_at": None, "active": True, "expires_at": expires.isoformat(),
+            "token": new}

@@ -75,12 +75,28 @@ class Answer:
         return f"GitLab answered {self.status}" if self.status else "GitLab could not be reached"
 
 
+def _own_token(settings: Settings) -> str:
+    """The token agentgate acts with: once rotated, the one in Redis (doctor otherwise needs no Redis)."""
+    if settings.gitlab_rotate_days > 0 and settings.redis_url:
+        import redis
+
+        from gatekeeper.forges.gitlab.credentials import current_token
+        from gatekeeper.forges.port import ForgeError
+        from gatekeeper.state import store
+
+        try:
+            return current_token(store.connect(settings.redis_url), settings)
+        except (redis.RedisError, ForgeError):
+            pass
+    return str(settings.gitlab_token)
+
+
 class GitLabApi:
     def __init__(self, settings: Settings, session: requests.Session | None = None):
         if not settings.gitlab_url or not settings.gitlab_token:
             raise DoctorError("no GitLab credentials: set AGENTGATE_GITLAB_URL and AGENTGATE_GITLAB_TOKEN")
         self.api = f"{settings.gitlab_url.rstrip('/')}/api/v4"
-        self.token = settings.gitlab_token
+        self.token = _own_token(settings)
         self.timeout = settings.github_timeout
         self.session = session or requests.Session()
 

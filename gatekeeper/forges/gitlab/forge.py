@@ -11,6 +11,7 @@ from __future__ import annotations
 import redis
 
 from gatekeeper.forges.gitlab.client import HTTP_TIMEOUT, GitLabForge
+from gatekeeper.forges.gitlab.credentials import current_token
 from gatekeeper.forges.port import Capability, ForgeError
 from gatekeeper.settings import Settings
 
@@ -23,7 +24,7 @@ def open_gitlab(settings: Settings, conn: redis.Redis, project: str,
         raise ForgeError("AGENTGATE_GITLAB_URL and AGENTGATE_GITLAB_TOKEN are not configured")
     if not project:
         raise ForgeError("the delivery names no project")
-    url, token = settings.gitlab_url, settings.gitlab_token
+    url, token = settings.gitlab_url, current_token(conn, settings)  # rotated on a schedule, when configured
     timeout = int(getattr(settings, "gitlab_timeout", 0) or HTTP_TIMEOUT)
 
     def sibling(other: str) -> GitLabForge:

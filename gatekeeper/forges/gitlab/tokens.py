@@ -36,6 +36,7 @@ import redis
 import requests
 
 from gatekeeper.forges.gitlab.client import GitLabForge
+from gatekeeper.forges.gitlab.credentials import current_token
 from gatekeeper.forges.gitlab.forge import open_gitlab
 from gatekeeper.forges.port import Capability, ForgeError, MintedToken, RateLimited
 from gatekeeper.settings import Settings
@@ -122,7 +123,7 @@ class GitLabTokenIssuer:
         self.session.hooks["response"].append(metrics.response_hook("gitlab"))  # counted by endpoint class
         self.clock = clock
         self._api = f"{settings.gitlab_url.rstrip('/')}/api/v4"
-        self._token = settings.gitlab_token
+        self._token = current_token(conn, settings)  # rotated on a schedule, when configured
 
     # ---- TokenIssuer
 
