@@ -60,17 +60,17 @@ def assert_no_data(body: str) -> None:
 # -- who may look -------------------------------------------------------------------------------------------
 
 def test_without_an_admin_token_the_dashboard_is_closed(settings, redis_conn, seeded):
-    """No AGENTGATE_ADMIN_TOKEN: /dashboard answers 404 saying how to open it, and nothing signs anyone in."""
+    """No AGENTGATE_ADMIN_TOKEN: /dashboard answers 401 saying how to open it, and nothing signs anyone in."""
     client = create_app(settings, redis_conn).test_client()
     resp = client.get("/dashboard")
-    assert resp.status_code == 404
+    assert resp.status_code == 401
     body = resp.get_data(as_text=True)
     assert "AGENTGATE_ADMIN_TOKEN" in body
     assert_no_data(body)
-    assert client.get("/dashboard", headers={"Authorization": "Bearer "}).status_code == 404
+    assert client.get("/dashboard", headers={"Authorization": "Bearer "}).status_code == 401
     assert client.get("/dashboard?format=json").get_json()["message"].startswith("The dashboard is closed")
     signin = client.post("/dashboard/signin", data={"token": ""})
-    assert signin.status_code == 404 and "Set-Cookie" not in signin.headers
+    assert signin.status_code == 401 and "Set-Cookie" not in signin.headers
 
 
 def test_anonymous_visitors_get_401_and_no_data_at_all(client, seeded):

@@ -124,10 +124,11 @@ def _wants_json() -> bool:
 def _closed() -> Response:
     message = "The dashboard is closed: set AGENTGATE_ADMIN_TOKEN on the web processes to open it."
     if _wants_json():
-        resp = jsonify(error="Not Found", message=message)
+        resp = jsonify(error="Unauthorized", message=message)
     else:
         resp = Response(render_template("signin.html", closed=True, message=message))
-    resp.status_code = 404
+    # 401 like any refusal (the interface: 401 without the admin token), and no token can open it.
+    resp.status_code = 401
     return resp
 
 
