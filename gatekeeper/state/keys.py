@@ -322,11 +322,6 @@ def agent_token_lock(platform: str, repo: str, agent: str) -> str:
     return key("agent-token-lock", platform, repo.lower(), hashlib.sha256(agent.encode()).hexdigest()[:24])
 
 
-def oidc_used(issuer: str, jti: str) -> str:
-    """An ID token (by its `jti`) that already got a token: each is good for one (until it expires)."""
-    return key("oidc", "used", hashlib.sha256(f"{issuer}\x1f{jti}".encode()).hexdigest()[:32])
-
-
 def comment_body(platform: str, repo: str, number: int) -> str:
     """The SHA-256 of the body agentgate last wrote in its comment: an edit by anyone else differs."""
     return key("comment-body", platform, repo, number)

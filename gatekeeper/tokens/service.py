@@ -112,42 +112,18 @@ class TokenService:
             return refused(503, "unavailable", "agentgate's store is unavailable; retry later")
 
     def _issue(self, agent: grants.AgentIdentity, request: TokenRequest) -> Answer:
-        used = self._first_use(agent)
-        if used is not None:
-            return used
+        # An ID token may ask more than once while it is valid (the interface checks it, not its use count):
+        # what bounds a replayed copy is the cap on live tokens per agent and repository, enforced here one
+        # request at a time.
         lock = keys.agent_token_lock(request.platform, request.repository, agent.principal)
         if not self.conn.set(lock, "1", nx=True, ex=keys.AGENT_TOKEN_LOCK_TTL):
-            self._forget_use(agent)
             return Answer(429, {"error": "busy", "reason": "another request of this agent for this repository is "
                                                           "being served; retry when it is answered"},
                           {"Retry-After": "5"})
         try:
-            answer = self._issue_locked(agent, request)
+            return self._issue_locked(agent, request)
         finally:
             self.conn.delete(lock)
-        if answer.status != 201:
-            self._forget_use(agent)  # refused or failed: the same ID token may ask again once that changes
-        return answer
-
-    def _first_use(self, agent: grants.AgentIdentity) -> Answer | None:
-        """An ID token gets one token: a copy of it replayed (from a log, another job) gets nothing more."""
-        jti = agent.claims.get("jti") if agent.kind == "oidc" else None
-        if not jti:
-            return None
-        try:
-            left = int(float(agent.claims.get("exp", "0")) - self.clock()) + 120
-        except ValueError:
-            left = 3600
-        if self.conn.set(keys.oidc_used(agent.issuer, jti), "1", nx=True, ex=max(60, min(left, 86400))):
-            return None
-        return Answer(401, {"error": "unauthenticated", "reason": "this ID token was already used for a token; "
-                                                                  "ask the CI for a fresh one"},
-                      {"WWW-Authenticate": 'Bearer realm="agentgate"'})
-
-    def _forget_use(self, agent: grants.AgentIdentity) -> None:
-        jti = agent.claims.get("jti") if agent.kind == "oidc" else None
-        if jti:
-            self.conn.delete(keys.oidc_used(agent.issuer, jti))
 
     def _issue_locked(self, agent: grants.AgentIdentity, request: TokenRequest) -> Answer:
         repo, number, platform = request.repository, request.task, request.platform
