@@ -111,7 +111,7 @@ class TaskRef:
     labels: tuple[str, ...] = ()
     applied: tuple[LabelApplied, ...] = ()  # who applied each current label, when known
     assignees: tuple[str, ...] = ()
-    is_pull_request: bool = False  # a pull request as a task (GitHub numbers them with issues; GitLab does not)
+    is_pull_request: bool = False  # a pull request as a task (some platforms number them apart from issues)
 
 
 @dataclass(frozen=True)
