@@ -12,6 +12,10 @@ MIN_ADMIN_TOKEN = 32
 PERIODIC_JOBS = ("redeliver", "reconcile", "recover", "expire", "rotate")
 
 
+class SettingsError(ValueError):
+    """A setting that cannot be used as given: the process stops with this message (exit 2)."""
+
+
 def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     raw = (env.get(name) or "").strip()
     return max(1, int(raw)) if raw else default
@@ -26,7 +30,7 @@ def _periodic(raw: str | None) -> tuple[str, ...]:
     names = tuple(n.strip() for n in value.split(",") if n.strip())
     unknown = set(names) - set(PERIODIC_JOBS)
     if unknown:
-        raise ValueError(f"AGENTGATE_PERIODIC_JOBS: unknown job(s) {sorted(unknown)}; known: {PERIODIC_JOBS}")
+        raise SettingsError(f"AGENTGATE_PERIODIC_JOBS: unknown job(s) {sorted(unknown)}; known: {PERIODIC_JOBS}")
     return names
 
 
@@ -45,7 +49,7 @@ def _issuers(raw: str | None) -> tuple[tuple[str, str], ...]:
             continue
         issuer, sep, audience = item.rpartition("=")
         if not sep or not issuer.strip() or not audience.strip():
-            raise ValueError(f"AGENTGATE_OIDC_ISSUERS: {item!r} is not ISSUER=AUDIENCE")
+            raise SettingsError(f"AGENTGATE_OIDC_ISSUERS: {item!r} is not ISSUER=AUDIENCE")
         pairs.append((issuer.strip().rstrip("/"), audience.strip()))
     return tuple(pairs)
 
@@ -108,7 +112,7 @@ class Settings:
         if self.admin_token is not None and len(self.admin_token) < MIN_ADMIN_TOKEN:
             # Beyond online guessing: that is what makes throttling sign-ins unnecessary (and throttling per
             # client behind a proxy would let anyone lock the operator out).
-            raise ValueError(f"AGENTGATE_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters "
+            raise SettingsError(f"AGENTGATE_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters "
                              "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
 
     @property

@@ -301,8 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gatekeeper.settings import SettingsError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"agentgate {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
