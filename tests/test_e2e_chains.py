@@ -339,7 +339,7 @@ def test_status_forged_by_a_human_fails_too(world):
     last = status_posts(state, HEAD)[-1]
     assert last["state"] == "failure" and "mallory" in last["description"]
     assert calls(state) == [
-        ("GET", "/app"),  # is it our own status?
+        # (A human's account is never agentgate's own App: no need to ask who agentgate is.)
         ("POST", f"/app/installations/{INSTALLATION}/access_tokens"),
         ("GET", f"/repos/{REPO}/commits/{HEAD}/pulls"),  # whose head is this commit?
         *APPROVED_PR_FLAGGED,

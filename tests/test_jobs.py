@@ -42,6 +42,8 @@ def api():
         mock.post(re.compile(rf"{R}/statuses/\w+"), status=201, json={"id": 1, "state": "pending"})
         mock.get(re.compile(rf"{R}/commits/\w+/pulls"), json=[])
         mock.get(f"{R}/issues/7/timeline", json=[])
+        # Who agentgate is (asked once a day, when a bot's account could be its own App's).
+        mock.get(f"{gh.API}/app", json={"id": 1, "slug": "agentgate", "name": "agentgate"})
         yield mock
 
 

@@ -203,7 +203,7 @@ def test_rate_limit_hold_keeps_the_latest_reset(redis_conn):
 def test_periodic_jobs_form_one_chain_each(rt, redis_conn):
     """Starting the periodic jobs from any number of workers schedules each once per run slot."""
     first, second = recovery.start_periodic(rt), recovery.start_periodic(rt)
-    assert len(first) == len(rt.settings.periodic_jobs) == 4 and second == []
+    assert len(first) == len(rt.settings.periodic_jobs) and second == []
     assert set(ScheduledJobRegistry("agentgate", connection=redis_conn).get_job_ids()) == set(first)
 
 

@@ -48,6 +48,12 @@ def with_findings(verdict: Verdict, findings: Sequence[RecordedFinding]) -> Verd
     return Verdict.of(list(verdict.reasons) + extra, summary=verdict.summary, approvals=verdict.approvals)
 
 
+def _one_line(text: str) -> str:
+    """Platform text (a workflow's name, a label) on one line: nothing in it can start a line of agentgate's
+    comment, where a command bot might read a line such as `/deploy` as agentgate's own command."""
+    return " ".join(str(text).split())
+
+
 def findings_section(findings: Sequence[RecordedFinding], details_url: str, context: str) -> str:
     """The chain part of agentgate's one PR comment."""
     if not findings:
@@ -55,7 +61,7 @@ def findings_section(findings: Sequence[RecordedFinding], details_url: str, cont
                 f"by a human; nothing is blocked by them any more. [Details]({details_url})")
     lines = [f"**{context}** blocked actions on this pull request that a bot or agent took:", ""]
     for f in findings:
-        lines.append(f"- {f.message}  \n  **To unblock:** {f.unblock}")
+        lines.append(f"- {_one_line(f.message)}  \n  **To unblock:** {_one_line(f.unblock)}")
     lines += ["", f"The `{context}` status stays failing until then. [Details]({details_url})"]
     return "\n".join(lines)
 
@@ -73,9 +79,10 @@ def reasons_markdown(verdict: Verdict, details_url: str) -> str:
     blocking = [r for r in verdict.reasons if r.outcome is not Outcome.SUCCESS]
     if blocking:
         lines += ["**What would unblock it**", ""]
-        lines += [f"- {r.unblock or r.message}" for r in sorted(blocking, key=lambda r: -r.outcome.severity)]
+        lines += [f"- {_one_line(r.unblock or r.message)}"
+                  for r in sorted(blocking, key=lambda r: -r.outcome.severity)]
         lines.append("")
     lines += ["**Every reason**", ""]
-    lines += [f"- `{r.outcome.value}` {r.message} (`{r.code}`)" for r in verdict.reasons]
+    lines += [f"- `{r.outcome.value}` {_one_line(r.message)} (`{r.code}`)" for r in verdict.reasons]
     lines += ["", f"[The decision, with the facts it used]({details_url})"]
     return "\n".join(lines)

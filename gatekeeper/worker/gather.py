@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 
 import redis
 
 from gatekeeper.core.facts import (
     Actor,
+    ActorKind,
     ChangedFile,
     LabelApplied,
     PullRequestFacts,
@@ -118,11 +119,22 @@ def usable(policy: Policy | InvalidPolicy) -> Policy:
     return policy if isinstance(policy, Policy) else DEFAULT_POLICY
 
 
-def identities(policy: Policy | InvalidPolicy) -> Callable[[User | None], Actor]:
-    """Classify accounts under the policy's own `identities` (its agents and bots)."""
-    if isinstance(policy, Policy):
-        return partial(classify, agents=policy.agents, bots=policy.bots)
-    return classify
+def identities(policy: Policy | InvalidPolicy, forge: Forge | None = None) -> Callable[[User | None], Actor]:
+    """Classify accounts under the policy's own `identities` (its agents and bots). With the forge, an
+    account that is agentgate's own App counts as an agent: agentgate never pushes, opens, reviews or runs
+    anything itself (its comments and label removals are recognised before this), so whatever is done in
+    its name is an agent holding one of the tokens it mints."""
+    base = partial(classify, agents=policy.agents, bots=policy.bots) if isinstance(policy, Policy) else classify
+    if forge is None:
+        return base
+
+    def who(user: User | None) -> Actor:
+        actor = base(user)
+        if actor.kind is ActorKind.BOT and user is not None and user.bot and forge.is_own(user):
+            return replace(actor, kind=ActorKind.AGENT, why="agentgate's own App, which agents' tokens carry")
+        return actor
+
+    return who
 
 
 # ---- facts about one head ----------------------------------------------------------------------------
@@ -320,25 +332,34 @@ def task_ref(conn: redis.Redis, forge: Forge, number: int, who: Callable[[User |
     if issue is None or (issues_only and issue.is_pull_request):
         return None
     latest: dict[str, User | None] = {}
+    reopened_by: User | None = None
     for event in issue_events(conn, forge, number, pull_request=issue.is_pull_request):
         if event.kind == "labeled" and event.label:
             latest[event.label] = event.actor
         elif event.kind == "unlabeled" and event.label:
             latest.pop(event.label, None)
+        elif event.kind == "reopened":
+            reopened_by = event.actor
+        elif event.kind == "closed":
+            reopened_by = None
+    state = issue.state
+    if state == "open" and reopened_by is not None and who(reopened_by).kind.is_automated:
+        # A task a human closed stays closed for agents, whoever reopens it without a human.
+        state = "closed"
     applied = []
     for label in issue.labels:
         if label in latest:
             actor = who(latest[label])
             level = permission(conn, forge, actor.login) if not actor.kind.is_automated else "none"
             applied.append(LabelApplied(label, actor, level))
-    return TaskRef(number, issue.state, issue.labels, tuple(applied), issue.assignees, issue.is_pull_request)
+    return TaskRef(number, state, issue.labels, tuple(applied), issue.assignees, issue.is_pull_request)
 
 
 def pull_request_facts(conn: redis.Redis, forge: Forge, pr: PullRequest, policy: Policy | InvalidPolicy, *,
                        with_requesters: bool | None = None) -> PullRequestFacts:
     """Every fact the verdict reads. Requesters are read when an approval or a confirmation could be
     excluded by them (`with_requesters=None`: whenever a human approved)."""
-    who = identities(policy)
+    who = identities(policy, forge)
     files, files_complete = changed_files(conn, forge, pr)
     raw_reviews = forge.list_reviews(pr.number)
     commit_list, commits_complete = commits(conn, forge, pr)

@@ -140,7 +140,7 @@ def _governing(ctx: Context, number: int) -> tuple[PullRequest, Policy, Callable
     """The PR and the policy on its base branch (the secure default when that file is invalid)."""
     pr = ctx.forge.get_pull_request(number)
     policy = gather.governing_policy(ctx.conn, ctx.forge, pr)
-    return pr, gather.usable(policy), gather.identities(policy)
+    return pr, gather.usable(policy), gather.identities(policy, ctx.forge)
 
 
 def _open_pulls_at(forge: Forge, sha: str | None) -> list[PullRequest]:
@@ -222,7 +222,8 @@ def _remember_mentions(ctx: Context, number: int, writer: User | None, mentioned
         return Result()
     if who is None:
         # Classified under the repository's own identities: an agent it names can be summoned too.
-        who = gather.identities(gather.default_branch_policy(ctx.conn, ctx.forge, ctx.event.default_branch))
+        policy_here = gather.default_branch_policy(ctx.conn, ctx.forge, ctx.event.default_branch)
+        who = gather.identities(policy_here, ctx.forge)
     if who(writer).kind.is_automated:
         return Result()
     summoned = [m for m in mentioned if who(m).kind.is_automated]
@@ -272,7 +273,8 @@ def on_assigned(ctx: Context) -> Result:
     ev = ctx.event
     gather.forget_issue_events(ctx.conn, ev.platform, ev.repo, ev.subject)
     # Classified under the repository's own identities: an agent it names is an agent here too.
-    who = gather.identities(gather.default_branch_policy(ctx.conn, ctx.forge, ev.default_branch))
+    default_policy = gather.default_branch_policy(ctx.conn, ctx.forge, ev.default_branch)
+    who = gather.identities(default_policy, ctx.forge)
     person, agent = who(ev.actor), who(ev.user("assignee"))
     if not agent.kind.is_automated or person.kind.is_automated or ev.actor is None:
         return Result({"ignored": "not an agent assignment by a human"})
@@ -357,7 +359,7 @@ def on_workflow_run(ctx: Context) -> Result:
     prs = {n: forge.get_pull_request(n) for n in named} if named else \
         {p.number: p for p in _open_pulls_at(forge, head_sha)}
     policy_or_invalid = gather.default_branch_policy(ctx.conn, forge, ev.default_branch)
-    policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
+    policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid, ctx.forge)
     starter = who(ev.user("triggering_actor") or ev.user("run_actor"))
     if not starter.kind.is_automated:
         # A human starting or re-running the workflow takes responsibility for it.
@@ -413,7 +415,7 @@ def on_push(ctx: Context) -> Result:
     # The policy before the push: the pushed commits must not get to define their own rules.
     policy_sha = before if before and before != zero else gather.branch_head(conn, forge, ev.default_branch or "main")
     policy_or_invalid = gather.policy_at(conn, forge, policy_sha) if policy_sha else DEFAULT_POLICY
-    policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
+    policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid, ctx.forge)
     pusher = who(ev.actor)
     protected = ref == ev.default_branch or policy.protected_branches.match(ref)
     if not protected or not after or not pusher.kind.is_automated or pusher.login in PLATFORM_MERGERS:
@@ -457,7 +459,7 @@ def on_deployment(ctx: Context) -> Result:
     sha = data.get("sha")
     try:
         policy_or_invalid = gather.default_branch_policy(ctx.conn, forge, ev.default_branch)
-        policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid)
+        policy, who = gather.usable(policy_or_invalid), gather.identities(policy_or_invalid, ctx.forge)
         # Whoever started, re-ran or created it: the most automated of them is the requester.
         run = forge.get_workflow_run(int(run_id))
         users = [run.triggering_actor, run.actor] if run else []

@@ -50,7 +50,7 @@ def assess(rt: Runtime, forge: Forge, pr: PullRequest, event: str = "pull_reques
     if not stored:
         return Assessment(pr, policy, facts, verdict, [], {})
     judged = gather.usable(policy)
-    who = gather.identities(policy)
+    who = gather.identities(policy, forge)
     confirmations: list[tuple[Confirmation, Actor]] = []
     for c in pending_confirmations:
         actor = who(User(c.login))

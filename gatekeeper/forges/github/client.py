@@ -288,8 +288,10 @@ class GitHubForge:
         return event  # GitHub's payloads say which accounts are bots and which app acted
 
     def is_own(self, user: User) -> bool:
+        if not user.bot or not user.login.lower().endswith("[bot]"):
+            return False  # only an App's bot can be ours: no need to ask who we are
         slug = self._app_slug() if self._app_slug is not None else "agentgate"
-        return user.bot and user.login.lower() == f"{slug}[bot]".lower()
+        return user.login.lower() == f"{slug}[bot]".lower()
 
     # ---- recovery (appended): the reconcile job's reads
     def list_open_pull_activity(self, limit: int) -> list[PullActivity]:

@@ -34,14 +34,21 @@ log = logging.getLogger(__name__)
 def current_token(conn: redis.Redis, settings: Settings) -> str:
     """The token agentgate acts with on GitLab now."""
     if settings.gitlab_rotate_days > 0:
+        # Never fall back to the configured token once it may have been rotated: GitLab revokes a whole
+        # line of tokens when a rotated one is presented again (the live one with it).
         try:
-            blob = conn.hget(keys.GITLAB_OWN_TOKEN, "enc")
-        except redis.RedisError:
-            blob = None
+            stored = conn.hmget(keys.GITLAB_OWN_TOKEN, ["enc", "rotated_at"])
+        except redis.RedisError as exc:
+            raise ForgeError(f"cannot read agentgate's rotated GitLab token from Redis: {type(exc).__name__}") from None
+        blob, rotated = stored[0], stored[1]
         if blob is not None:
             token = cipher_for(settings).decrypt(blob if isinstance(blob, bytes) else blob.encode())
-            if token:
-                return token
+            if not token:
+                raise ForgeError("agentgate's rotated GitLab token cannot be decrypted (AGENTGATE_TOKEN_KEYS changed?)")
+            return token
+        if rotated is not None:
+            raise ForgeError("agentgate's rotated GitLab token is missing from Redis: set a new AGENTGATE_GITLAB_TOKEN "
+                             "and delete the key agentgate:gitlab:own-token")
     if not settings.gitlab_token:
         raise ForgeError("AGENTGATE_GITLAB_TOKEN is not configured")
     return settings.gitlab_token
@@ -61,7 +68,9 @@ def rotate(conn: redis.Redis, settings: Settings, *, session: requests.Session |
     now = time.time() if now is None else now
     if not rotation_due(conn, settings, now):
         return {"rotated": False}
-    if not conn.set(keys.GITLAB_ROTATION_LOCK, "1", nx=True, ex=keys.GITLAB_ROTATION_LOCK_TTL):
+    # A lock with this process's own value, released only by it (redis-py's Lock compares and deletes).
+    lock = conn.lock(keys.GITLAB_ROTATION_LOCK, timeout=keys.GITLAB_ROTATION_LOCK_TTL, blocking=False)
+    if not lock.acquire(blocking=False):
         return {"rotated": False, "why": "another process is rotating"}
     try:
         if not rotation_due(conn, settings, now):  # rotated by another process meanwhile
@@ -72,7 +81,7 @@ def rotate(conn: redis.Redis, settings: Settings, *, session: requests.Session |
         try:
             resp = (session or requests.Session()).post(
                 f"{str(settings.gitlab_url).rstrip('/')}/api/v4/personal_access_tokens/self/rotate",
-                json={"expires_at": expires.isoformat()}, timeout=HTTP_TIMEOUT,
+                json={"expires_at": expires.isoformat()}, timeout=(5, HTTP_TIMEOUT),
                 headers={"PRIVATE-TOKEN": old, "Accept": "application/json"})
         except requests.RequestException as exc:
             raise ForgeError(f"could not reach GitLab to rotate agentgate's token: {type(exc).__name__}") from None
@@ -91,4 +100,7 @@ def rotate(conn: redis.Redis, settings: Settings, *, session: requests.Session |
         log.info("rotated agentgate's GitLab token; the new one expires %s", data.get("expires_at"))
         return {"rotated": True, "expires_at": data.get("expires_at")}
     finally:
-        conn.delete(keys.GITLAB_ROTATION_LOCK)
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            pass  # it lapsed (a very slow answer) and another process holds it now: not ours to delete
