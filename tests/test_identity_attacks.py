@@ -188,9 +188,6 @@ def test_a_workflow_token_pushing_straight_to_main_is_marked_failed(world):
 
 
 @E2E
-@pytest.mark.xfail(strict=True, reason="check_run deliveries are read only for re-requests "
-                                       "(forges/github/webhooks.py _check_run): a forged `agentgate` check run "
-                                       "is never noticed")
 def test_an_agentgate_check_run_from_another_app_is_tampering(world):
     """Rule: only agentgate may report `agentgate` on a commit. A workflow the agent can dispatch may hold
     `checks: write` in its GITHUB_TOKEN and create a successful check run named `agentgate`; like a

@@ -160,3 +160,17 @@ def test_app_manifest_subscribes_to_every_parsed_event():
 
     manifest = json.loads((Path(__file__).parents[1] / "deploy" / "github-app-manifest.json").read_text())
     assert set(manifest["default_events"]) == set(SUBSCRIBED)
+
+
+def test_a_check_run_named_like_agentgates_status_is_judged_as_that_status():
+    """A check run named `agentgate`, created or completed by any App, reaches the worker as a status in
+    agentgate's context posted by that App's bot (agentgate's own optional check run is then its own);
+    every other check run is ignored, so CI's many check runs cost nothing."""
+    payload = _fixture("check_run.completed.1")
+    payload["check_run"].update(name="agentgate", conclusion="success")
+    [ev] = _parse("check_run", payload)
+    slug = payload["check_run"]["app"]["slug"]
+    assert ev.kind == "status" and ev.actor.login == f"{slug}[bot]" and ev.actor.bot
+    assert ev.data["context"] == "agentgate" and ev.data["state"] == "success"
+    payload["check_run"]["name"] = "build"
+    assert _parse("check_run", payload) == []

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from gatekeeper.core.facts import User
 from gatekeeper.core.identity import classify
 from gatekeeper.forges.github.users import app_name, github_user, mentioned_users
 from gatekeeper.forges.port import Event
@@ -67,6 +68,9 @@ def parse(event: str, payload: dict[str, Any], delivery: str, status_context: st
     that does not have the documented shape (the receiver answers 400)."""
     if event == "status" and payload.get("context") != status_context:
         return []  # every CI system's statuses arrive here; only agentgate's own context matters
+    if (event == "check_run" and str(payload.get("action") or "") in ("created", "completed")
+            and (payload.get("check_run") or {}).get("name") == status_context):
+        return _forged_check_run(payload, delivery)
     if event in ("installation", "installation_repositories"):
         return _uninstalled(event, payload, delivery)
     handler = _PARSERS.get(event)
@@ -93,6 +97,25 @@ def _uninstalled(event: str, payload: dict[str, Any], delivery: str) -> list[Eve
     names = [str(r["full_name"]) for r in removed if isinstance(r, dict) and r.get("full_name")]
     return [Event(platform="github", delivery=delivery, kind="uninstalled", repo=name, installation=installation,
                   actor=sender, data={"action": action, "everywhere": event == "installation"}) for name in names]
+
+
+def _forged_check_run(payload: dict[str, Any], delivery: str) -> list[Event]:
+    """A check run named like agentgate's status: judged like a status in agentgate's context, posted by the
+    App that created it (agentgate's own optional check run is recognised as its own there)."""
+    run = payload["check_run"]
+    context = _Context(delivery, payload)
+    if not context.repo:
+        return []
+    app = run.get("app") or {}
+    slug = str(app.get("slug") or "")
+    actor = User(f"{slug}[bot]", app.get("id"), bot=True) if slug else context.sender
+    state = str(run.get("conclusion") or run.get("status") or "")
+    return [Event(platform="github", delivery=delivery, kind="status", repo=context.repo,
+                  installation=context.installation, actor=actor, subject=0,
+                  data={"sha": run.get("head_sha"), "context": run.get("name"), "state": state,
+                        "description": str((run.get("output") or {}).get("title") or "")[:200],
+                        "check_run": True},
+                  default_branch=context.default_branch)]
 
 
 def _user(raw: dict[str, Any] | None, via_app: dict[str, Any] | None = None) -> dict[str, Any] | None:
