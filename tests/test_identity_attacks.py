@@ -348,8 +348,6 @@ def test_a_failed_read_never_rotates_with_the_revoked_configured_token(gitlab, r
     assert current_token(redis_conn, settings) in (live, *[new for _, new in admin_of(gitlab.state).rotations])
 
 
-@pytest.mark.xfail(strict=True, reason="a rotation whose answer was lost is not detected: the next attempt "
-                                       "blames the token's scope (credentials.rotate)")
 def test_a_rotation_whose_answer_was_lost_says_what_to_do(gitlab, redis_conn):
     """Rule: a rotation GitLab carried out but whose answer never arrived leaves agentgate without a working
     token (GitLab revoked the old one at once; the new one was shown once, to no one). The error then says

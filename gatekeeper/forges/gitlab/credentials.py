@@ -27,6 +27,8 @@ from gatekeeper.state.store import text
 from gatekeeper.state.tokens import cipher_for
 
 HTTP_TIMEOUT = 15
+_RECOVER = ("set a new AGENTGATE_GITLAB_TOKEN (a Maintainer's personal or service-account token) and delete the "
+            f"Redis key {keys.GITLAB_OWN_TOKEN}")
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,7 @@ def current_token(conn: redis.Redis, settings: Settings) -> str:
                 raise ForgeError("agentgate's rotated GitLab token cannot be decrypted (AGENTGATE_TOKEN_KEYS changed?)")
             return token
         if rotated is not None:
-            raise ForgeError("agentgate's rotated GitLab token is missing from Redis: set a new AGENTGATE_GITLAB_TOKEN "
-                             "and delete the key agentgate:gitlab:own-token")
+            raise ForgeError(f"agentgate's rotated GitLab token is missing from Redis: {_RECOVER}")
     if not settings.gitlab_token:
         raise ForgeError("AGENTGATE_GITLAB_TOKEN is not configured")
     return settings.gitlab_token
@@ -84,7 +85,11 @@ def rotate(conn: redis.Redis, settings: Settings, *, session: requests.Session |
                 json={"expires_at": expires.isoformat()}, timeout=(5, HTTP_TIMEOUT),
                 headers={"PRIVATE-TOKEN": old, "Accept": "application/json"})
         except requests.RequestException as exc:
-            raise ForgeError(f"could not reach GitLab to rotate agentgate's token: {type(exc).__name__}") from None
+            raise ForgeError(f"could not reach GitLab to rotate agentgate's token: {type(exc).__name__} (if GitLab "
+                             f"rotated it anyway, the old token is revoked: {_RECOVER})") from None
+        if resp.status_code == 401:
+            # The token agentgate holds is dead: most likely a rotation GitLab made whose answer was lost.
+            raise ForgeError(f"agentgate's GitLab token is no longer valid (401); {_RECOVER}", 401)
         if resp.status_code != 200:
             raise ForgeError(f"GitLab refused to rotate agentgate's token ({resp.status_code}): it must be a "
                              "personal or service-account token with the api or self_rotate scope", resp.status_code)
