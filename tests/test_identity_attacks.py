@@ -206,9 +206,6 @@ def test_an_agentgate_check_run_from_another_app_is_tampering(world):
 
 
 @E2E
-@pytest.mark.xfail(strict=True, reason="an edit of agentgate's comment by an agent holding its token is judged "
-                                       "for commands only; the rewritten text stays under agentgate's name "
-                                       "(worker/handlers.py on_comment, worker/actions.py sync_comment)")
 def test_an_edit_of_agentgates_comment_by_anyone_else_is_undone(world):
     """Rule: agentgate's comment says what agentgate wrote. An agent holding agentgate's token can edit
     that comment (it is the comment's author, for GitHub); such an edit (its body is not the one agentgate

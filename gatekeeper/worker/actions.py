@@ -149,6 +149,21 @@ def sync_comment(conn: redis.Redis, forge: Forge, number: int, section: str, tex
     pipe.execute()
 
 
+def restore_comment(conn: redis.Redis, forge: Forge, number: int) -> None:
+    """Write agentgate's comment again as agentgate last wrote it (from its remembered sections)."""
+    comment_id = conn.get(keys.comment(forge.platform, forge.repo, number))
+    shown = {store_text(k): store_text(v)
+             for k, v in conn.hgetall(keys.comment_sections(forge.platform, forge.repo, number)).items()}
+    if comment_id is None or not shown:
+        return
+    body = enforcement.comment_body(shown)
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    conn.set(keys.comment_posting(forge.platform, forge.repo, number), digest, ex=keys.OWN_ACTION_TTL)
+    forge.upsert_comment(number, body, int(comment_id))
+    conn.set(keys.comment_body(forge.platform, forge.repo, number), digest, ex=keys.COMMENT_TTL)
+    audit.record_own(conn, forge.platform, forge.repo, "comment", f"#{number}", "restored after someone else's edit")
+
+
 def chain_section(conn: redis.Redis, forge: Forge, number: int, open_ids: list[str], text: str) -> str | None:
     """The chains section once anything was flagged; it changes only when the open findings do."""
     shown = conn.hget(keys.comment_sections(forge.platform, forge.repo, number), "chains-ids")

@@ -60,7 +60,14 @@ class PostVerdict:
     status: bool = True  # False: a decision record only (a workflow run outside any PR)
 
 
-HandlerAction = RemoveLabel | AnswerDeployment | PostVerdict
+@dataclass(frozen=True)
+class RestoreComment:
+    """Put agentgate's comment back as agentgate wrote it (someone holding its App's token edited it)."""
+
+    number: int
+
+
+HandlerAction = RemoveLabel | AnswerDeployment | PostVerdict | RestoreComment
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ ACTION_CAPABILITIES: dict[type, frozenset[Capability]] = {
     RemoveLabel: EVALUATE | {Capability.LABELS},
     AnswerDeployment: EVALUATE | {Capability.DEPLOYMENTS},
     PostVerdict: EVALUATE,
+    RestoreComment: EVALUATE,
 }
 
 
@@ -196,6 +204,12 @@ def on_comment(ctx: Context) -> Result:
     if writer.kind.is_automated:
         if author is not None and ctx.forge.is_own(author) and _our_comment(ctx, number, comment_id, body):
             return Result({"ignored": "our own comment"})  # it quotes commands when it explains them
+        stored_id = ctx.conn.get(keys.comment(ev.platform, ev.repo, number))
+        if (edited and author is not None and ctx.forge.is_own(author) and stored_id is not None
+                and stored_id.decode() == str(comment_id)):
+            # Our comment, rewritten by someone holding our App's token: readers must not take their words
+            # for the gate's. Put it back (and judge the words, below, like any bot's).
+            result.actions.append(RestoreComment(number))
         paths, complete = gather.changed_paths(ctx.conn, ctx.forge, pr)
         hits = chains.judge_comment(policy, writer, body, paths, paths_complete=complete)
         for hit in hits:

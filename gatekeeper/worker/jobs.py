@@ -145,6 +145,8 @@ def _act(rt: Runtime, forge: Forge, ev: Event, action: handlers.HandlerAction,
         fields = pipeline.decision_fields(ev.platform, ev.repo, None, str(ev.data.get("sha") or ""), action.state,
                                           ev.delivery, ev.kind, decision_id)
         log.info("%s deployment to %s -> %s", ev.repo, action.environment, action.state, extra=fields)
+    elif isinstance(action, handlers.RestoreComment):
+        actions.restore_comment(conn, forge, action.number)
     elif isinstance(action, handlers.PostVerdict):
         decision_id = actions.save_decision(conn, ev.platform, ev.repo, action.subject, action.sha, action.verdict,
                                             action.facts, action.policy, trigger)
