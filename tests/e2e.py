@@ -197,6 +197,32 @@ def wait_ready(url: str, server: subprocess.Popen[Any], log_path: Path) -> None:
     raise AssertionError("agentgate serve did not become ready in 30 s")
 
 
+def redis_entries(conn: redis.Redis, match: str | None = None) -> Iterator[tuple[bytes, list[bytes]]]:
+    """Every key of `conn` (or those matching `match`) with every value it holds, whatever its type:
+    what a scan for secrets in clear must read."""
+    for name in conn.scan_iter(match=match):
+        kind = conn.type(name)
+        values: list[bytes] = []
+        if kind == b"string":
+            values.append(conn.get(name) or b"")
+        elif kind == b"hash":
+            values += [b for pair in conn.hgetall(name).items() for b in pair]
+        elif kind == b"set":
+            values += list(conn.smembers(name))
+        elif kind == b"zset":
+            values += [m for m, _ in conn.zrange(name, 0, -1, withscores=True)]
+        elif kind == b"list":
+            values += list(conn.lrange(name, 0, -1))
+        elif kind == b"stream":
+            values += [v for _, fields in conn.xrange(name) for pair in fields.items() for v in pair]
+        yield name, values
+
+
+def redis_dump(conn: redis.Redis) -> bytes:
+    """Every key and value in `conn`'s database as one blob, to assert no secret appears in it."""
+    return b"\n".join(b for name, values in redis_entries(conn) for b in (name, *values))
+
+
 def pr_payload(pr: dict[str, Any], action: str = "opened", sender: str | None = None) -> dict[str, Any]:
     """GitHub's example pull_request payload, pointed at the fake's repository and pull request."""
     payload = copy.deepcopy(github_fixture("pull_request.opened.1"))

@@ -4,7 +4,6 @@ branches, protected environments, the policy file); a correct setup passes, each
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +12,7 @@ import pytest
 from gatekeeper.cli.main import main
 from gatekeeper.doctor import CHECK_IDS
 from tests.fakegitlab import DEVELOPER, FakeGitLab, FakeGitLabState, admin, running_fake_gitlab
-
-REPO = "acme/widgets"
+from tests.test_doctor import REPO, check, doctor
 
 
 def correct_setup(state: FakeGitLabState) -> FakeGitLabState:
@@ -40,17 +38,6 @@ def gitlab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitLab]:
         monkeypatch.setenv("AGENTGATE_GITLAB_URL", gl.url)
         monkeypatch.setenv("AGENTGATE_GITLAB_TOKEN", state.token)
         yield gl
-
-
-def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    code = main(["doctor", "--format", "json", *args])
-    return code, json.loads(capsys.readouterr().out)
-
-
-def check(report: dict[str, Any], check_id: str, repo: str | None = REPO) -> dict[str, Any]:
-    found = [c for c in report["checks"] if c["id"] == check_id and c["repo"] == repo]
-    assert len(found) == 1, (check_id, repo, report)
-    return found[0]
 
 
 def test_a_correct_setup_passes(gitlab: FakeGitLab, capsys: pytest.CaptureFixture[str]) -> None:

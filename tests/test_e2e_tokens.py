@@ -18,7 +18,7 @@ import redis
 import requests
 
 from tests.conftest import github_fixture
-from tests.e2e import APP_ID, E2E_REDIS_URL, INSTALLATION, REPO, agentgate_bin, running_agentgate
+from tests.e2e import APP_ID, E2E_REDIS_URL, INSTALLATION, REPO, agentgate_bin, redis_dump, running_agentgate
 from tests.fakegithub import FakeState, running_fake_github
 from tests.fakegithub.state import DEFAULT_INSTALLATION_PERMISSIONS
 from tests.keys import app_key_pair
@@ -186,24 +186,7 @@ def test_closing_the_task_revokes_the_token_with_itself(world, issuer, tmp_path)
     actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]
     assert actions == ["grant", "revoke"]
     # No token in clear: every Redis key and value, the web process's log and the worker's output.
-    conn = redis.Redis.from_url(E2E_REDIS_URL)
-    dump = []
-    for name in conn.scan_iter():
-        dump.append(name)
-        kind = conn.type(name)
-        if kind == b"string":
-            dump.append(conn.get(name) or b"")
-        elif kind == b"hash":
-            dump += [b for pair in conn.hgetall(name).items() for b in pair]
-        elif kind == b"set":
-            dump += list(conn.smembers(name))
-        elif kind == b"zset":
-            dump += [m for m, _ in conn.zrange(name, 0, -1, withscores=True)]
-        elif kind == b"list":
-            dump += list(conn.lrange(name, 0, -1))
-        elif kind == b"stream":
-            dump += [v for _, fields in conn.xrange(name) for pair in fields.items() for v in pair]
-    blob = b"\n".join(dump)
+    blob = redis_dump(redis.Redis.from_url(E2E_REDIS_URL))
     logs = "\n".join(p.read_text() for p in tmp_path.glob("*.log")) + done.stdout + done.stderr
     for secret in {token, token[:40]} | {t for t in state.tokens if t != token and len(t) > 30}:
         assert secret.encode() not in blob

@@ -77,19 +77,22 @@ class Gate:
 
 
 @contextmanager
-def running_gate(fake: FakeGitLab, tmp_path: Path) -> Iterator[Gate]:
+def running_gate(fake: FakeGitLab, tmp_path: Path, *, token: str | None = None,
+                 extra_env: dict[str, str] | None = None) -> Iterator[Gate]:
+    """`agentgate serve` against the fake GitLab, acting with `token` (by default the fake's own token) and
+    `extra_env` on top of its settings; Redis flushed before and after."""
     conn = redis.Redis.from_url(E2E_REDIS_URL)
     conn.flushdb()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | {
         "AGENTGATE_REDIS_URL": E2E_REDIS_URL,
         "AGENTGATE_GITLAB_URL": fake.url,
-        "AGENTGATE_GITLAB_TOKEN": fake.state.token,
+        "AGENTGATE_GITLAB_TOKEN": token or fake.state.token,
         "AGENTGATE_GITLAB_WEBHOOK_SECRET": WEBHOOK_TOKEN,
         "AGENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "AGENTGATE_WEB_WORKERS": "2",
-        "AGENTGATE_PERIODIC_JOBS": "0",
-    }
+        "AGENTGATE_PERIODIC_JOBS": "off",
+    } | (extra_env or {})
     log_path = tmp_path / f"serve-{port}.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([agentgate_bin(), "serve", "--port", str(port)], env=env, stdout=log,

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -36,10 +34,10 @@ from gatekeeper.forges.gitlab.tokens import GitLabTokenIssuer
 from gatekeeper.settings import Settings
 from gatekeeper.state import tokens as store
 from gatekeeper.tokens.revoke import cipher_for, sweep
-from tests.e2e import E2E_REDIS_URL, Worker, agentgate_bin, free_port, wait_ready
-from tests.fakegitlab import FakeGitLab, FakeGitLabState, running_fake_gitlab
+from tests.e2e import E2E_REDIS_URL, Worker, agentgate_bin, redis_dump
+from tests.fakegitlab import FakeGitLabState, running_fake_gitlab
 from tests.oidc_issuer import GITLAB_SUBJECT, OIDCIssuer, running_oidc_issuer
-from tests.test_gitlab_e2e import WEBHOOK_TOKEN, Gate, fixture
+from tests.test_gitlab_e2e import Gate, fixture, running_gate
 
 pytestmark = pytest.mark.e2e
 
@@ -72,33 +70,6 @@ def issuer() -> Iterator[OIDCIssuer]:
         yield found
 
 
-@contextmanager
-def running_gate(fake: FakeGitLab, token: str, tmp_path: Path, extra_env: dict[str, str]) -> Iterator[Gate]:
-    """`agentgate serve` against the fake GitLab, acting with `token`; Redis flushed before and after."""
-    conn = redis.Redis.from_url(E2E_REDIS_URL)
-    conn.flushdb()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | {
-        "AGENTGATE_REDIS_URL": E2E_REDIS_URL, "AGENTGATE_GITLAB_URL": fake.url, "AGENTGATE_GITLAB_TOKEN": token,
-        "AGENTGATE_GITLAB_WEBHOOK_SECRET": WEBHOOK_TOKEN, "AGENTGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "AGENTGATE_WEB_WORKERS": "2", "AGENTGATE_PERIODIC_JOBS": "off", **extra_env}
-    log_path = tmp_path / f"serve-{port}.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([agentgate_bin(), "serve", "--port", str(port)], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server, log_path)
-        yield Gate(url, env, fake)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        conn.flushdb()
-
-
 @dataclass
 class World:
     state: FakeGitLabState
@@ -126,7 +97,7 @@ def world(issuer: OIDCIssuer, tmp_path: Path) -> Iterator[World]:
         state.label_issue(project, number, "agent-approved", labeller)
     state.close_issue(REPO, 14, LEAD)
     env = {"AGENTGATE_OIDC_ISSUERS": f"{issuer.url}={issuer.audience}"}
-    with running_fake_gitlab(state) as fake, running_gate(fake, service_token, tmp_path, env) as gate:
+    with running_fake_gitlab(state) as fake, running_gate(fake, tmp_path, token=service_token, extra_env=env) as gate:
         yield World(state, gate, issuer, service_token)
 
 
@@ -173,27 +144,6 @@ def issue_hook(world: World, number: int, user: str, action: str = "close",
     payload.update(labels=[], assignees=[], changes=changes)
     payload.pop("assignee", None)
     return payload
-
-
-def redis_dump() -> bytes:
-    conn = redis.Redis.from_url(E2E_REDIS_URL)
-    dump: list[bytes] = []
-    for name in conn.scan_iter():
-        dump.append(name)
-        kind = conn.type(name)
-        if kind == b"string":
-            dump.append(conn.get(name) or b"")
-        elif kind == b"hash":
-            dump += [b for pair in conn.hgetall(name).items() for b in pair]
-        elif kind == b"set":
-            dump += list(conn.smembers(name))
-        elif kind == b"zset":
-            dump += [m for m, _ in conn.zrange(name, 0, -1, withscores=True)]
-        elif kind == b"list":
-            dump += list(conn.lrange(name, 0, -1))
-        elif kind == b"stream":
-            dump += [v for _, fields in conn.xrange(name) for pair in fields.items() for v in pair]
-    return b"\n".join(dump)
 
 
 def test_a_grant_is_a_project_access_token_with_the_fewest_scopes_and_the_earliest_date(world):
@@ -284,7 +234,7 @@ def test_closing_the_task_revokes_the_token_at_gitlab(world, tmp_path):
     audit = subprocess.run([agentgate_bin(), "audit", "--kind", "token", "--format", "jsonl"], env=world.gate.env,
                            capture_output=True, text=True, timeout=30)
     assert [json.loads(line)["action"] for line in audit.stdout.splitlines()] == ["grant", "revoke"]
-    blob = redis_dump()
+    blob = redis_dump(redis.Redis.from_url(E2E_REDIS_URL))
     logs = "\n".join(p.read_text() for p in tmp_path.glob("*.log")) + done.stdout + done.stderr
     for secret in (token, world.service_token, id_token):
         assert secret.encode() not in blob
@@ -364,7 +314,7 @@ def test_with_a_project_access_token_of_its_own_agentgate_mints_nothing_and_says
     state.add_issue(REPO, 12, author=LEAD)
     state.label_issue(REPO, 12, "agent-approved", LEAD)
     env = {"AGENTGATE_OIDC_ISSUERS": f"{issuer.url}={issuer.audience}"}
-    with running_fake_gitlab(state) as fake, running_gate(fake, state.token, tmp_path, env) as gate:
+    with running_fake_gitlab(state) as fake, running_gate(fake, tmp_path, token=state.token, extra_env=env) as gate:
         answer = ask(World(state, gate, issuer, state.token))
     assert answer.status_code == 403 and answer.json()["error"] == "platform-refused", answer.text
     assert "personal or service account token" in answer.json()["reason"]

@@ -37,45 +37,19 @@ from gatekeeper.settings import Settings
 from gatekeeper.state import keys
 from gatekeeper.worker import actions, handlers
 from tests.conftest import github_fixture
-from tests.e2e import APP_ID, E2E_REDIS_URL, INSTALLATION, REPO, pr_payload, review_payload, running_agentgate
-from tests.fakegithub import FakeState, running_fake_github
-from tests.fakegitlab import FakeGitLab, FakeGitLabState, running_fake_gitlab
+from tests.e2e import INSTALLATION, REPO, pr_payload, review_payload
 from tests.fakegitlab.admin import admin_of
-from tests.fakegitlab.state import MAINTAINER
-from tests.keys import app_key_pair
 from tests.oidc_issuer import running_oidc_issuer
 from tests.test_e2e_chains import AGENT, DEFAULT_HEAD, HEAD, _bot, _repo_fields, calls, comment_payload, status_posts
+from tests.test_e2e_chains import env as env  # fixture: the fake GitHub and agentgate, once per module
+from tests.test_e2e_chains import world as world  # fixture: a fresh repository with PR #7
+from tests.test_gitlab_rotation import TOKEN, settings_for
+from tests.test_gitlab_rotation import fake as fake  # fixture: the fake GitLab with agentgate's service account
 from tests.test_token_attacks import ALICE, TaskForge, make_world
 
 ME = "agentgate[bot]"  # the fake GitHub's App slug is `agentgate`: this is agentgate's own bot login
 SELF = User(ME, bot=True)
 E2E = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def gate_env(tmp_path_factory):
-    private, public = app_key_pair()
-    state = FakeState(app_id=APP_ID, public_key_pem=public)
-    with running_fake_github(state) as fake, \
-            running_agentgate(fake, private, tmp_path_factory.mktemp("gate")) as gate:
-        yield fake, gate
-
-
-@pytest.fixture
-def world(gate_env):
-    """A fresh repository with an agent's PR #7 into main (as in tests/test_e2e_chains.py)."""
-    fake, gate = gate_env
-    state = fake.state
-    state.reset()
-    redis.Redis.from_url(E2E_REDIS_URL).flushdb()
-    state.add_installation(INSTALLATION, "acme", [REPO])
-    state.repo(REPO).branches["main"] = DEFAULT_HEAD
-    pr = state.add_pull(REPO, 7, user=AGENT, head_sha=HEAD, head_ref="copilot/task-7", base_ref="main",
-                        title="Bump widget")
-    state.add_file(REPO, 7, "src/widget.py")
-    state.set_permission(REPO, "maintainer", "write")
-    state.set_permission(REPO, "lead", "admin")
-    return state, gate, pr
 
 
 def _decision(status: dict) -> dict:
@@ -276,23 +250,7 @@ def test_a_task_a_human_closed_and_the_agent_reopened_gets_no_new_token(redis_co
 
 # ---- agentgate's own GitLab token
 
-PROJECT = "acme/widgets"
-SERVICE, TOKEN = "agentgate-service", "glpat-original-service"
 DAY = 86400.0
-
-
-@pytest.fixture
-def gitlab() -> Iterator[FakeGitLab]:
-    state = FakeGitLabState()
-    state.add_project(PROJECT, default_branch="main")
-    state.set_member(PROJECT, SERVICE, MAINTAINER)
-    state.add_token(SERVICE, TOKEN, ["api"])
-    with running_fake_gitlab(state) as gl:
-        yield gl
-
-
-def _gitlab_settings(gl: FakeGitLab) -> Settings:
-    return Settings(redis_url="unused", gitlab_url=gl.url, gitlab_token=TOKEN, gitlab_rotate_days=7)
 
 
 class _RecordingSession(requests.Session):
@@ -328,12 +286,12 @@ class _OneFailedRead:
         return getattr(self._conn, name)
 
 
-def test_a_failed_read_never_rotates_with_the_revoked_configured_token(gitlab, redis_conn):
+def test_a_failed_read_never_rotates_with_the_revoked_configured_token(fake, redis_conn):
     """Rule: after the first rotation the configured AGENTGATE_GITLAB_TOKEN is revoked, and GitLab answers
     a rotation presented with an already-rotated token by revoking the newest token of its line
     (gitlab-org/gitlab#524639). So a rotation that cannot read the current token from Redis must stop,
     never present the configured one."""
-    settings = _gitlab_settings(gitlab)
+    settings = settings_for(fake)
     assert rotate(redis_conn, settings)["rotated"] is True
     live = current_token(redis_conn, settings)
     session = _RecordingSession()
@@ -342,14 +300,14 @@ def test_a_failed_read_never_rotates_with_the_revoked_configured_token(gitlab, r
     except (ForgeError, redis.RedisError):
         pass  # failing is fine; presenting the revoked token is not
     assert TOKEN not in session.presented, session.presented
-    assert current_token(redis_conn, settings) in (live, *[new for _, new in admin_of(gitlab.state).rotations])
+    assert current_token(redis_conn, settings) in (live, *[new for _, new in admin_of(fake.state).rotations])
 
 
-def test_a_rotation_whose_answer_was_lost_says_what_to_do(gitlab, redis_conn):
+def test_a_rotation_whose_answer_was_lost_says_what_to_do(fake, redis_conn):
     """Rule: a rotation GitLab carried out but whose answer never arrived leaves agentgate without a working
     token (GitLab revoked the old one at once; the new one was shown once, to no one). The error then says
     so and names AGENTGATE_GITLAB_TOKEN, rather than blaming the token's scope."""
-    settings = _gitlab_settings(gitlab)
+    settings = settings_for(fake)
     said: list[str] = []
     for attempt in (_RecordingSession(lose_answer=True), None):  # the lost answer, then the next hour's try
         try:
@@ -357,7 +315,7 @@ def test_a_rotation_whose_answer_was_lost_says_what_to_do(gitlab, redis_conn):
         except ForgeError as exc:
             said.append(str(exc))
         if attempt is not None:
-            assert len(admin_of(gitlab.state).rotations) == 1  # GitLab did rotate: the configured token is dead
+            assert len(admin_of(fake.state).rotations) == 1  # GitLab did rotate: the configured token is dead
     assert any("AGENTGATE_GITLAB_TOKEN" in text for text in said), said
 
 
@@ -373,11 +331,11 @@ class _LockLostMeanwhile(requests.Session):
         return super().post(url, *args, **kwargs)
 
 
-def test_a_rotation_releases_only_its_own_lock(gitlab, redis_conn):
+def test_a_rotation_releases_only_its_own_lock(fake, redis_conn):
     """Rule: one process rotates at a time. A rotation that outlived its lock (a slow answer) must not
     release the lock another process has taken since: a third process would then rotate at the same time
     with the same old token, and GitLab revokes the whole line on that reuse."""
-    settings = _gitlab_settings(gitlab)
+    settings = settings_for(fake)
     assert rotate(redis_conn, settings, session=_LockLostMeanwhile(redis_conn))["rotated"] is True
     assert redis_conn.get(keys.GITLAB_ROTATION_LOCK) == b"another-process"
 

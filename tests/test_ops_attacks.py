@@ -43,32 +43,20 @@ from gatekeeper.web import create_app
 from gatekeeper.web import dashboard as dashboard_web
 from gatekeeper.web.app import Front
 from gatekeeper.web.dashboard import COOKIE
-from tests.browser import ADMIN_TOKEN, chrome, chromium_missing, seed
+from tests.browser import ADMIN_TOKEN, chrome, chromium_missing
 from tests.fakegithub import admin
+from tests.test_dashboard import BEARER
+from tests.test_dashboard import admin_settings as admin_settings  # fixture: settings with the admin token
+from tests.test_dashboard import client as client  # fixture: a test client of the web app
+from tests.test_dashboard import seeded as seeded  # fixture: a store with decisions, tokens and failures
 from tests.test_doctor import REPO as DOCTOR_REPO
 from tests.test_doctor import github  # noqa: F401 - the fake GitHub fixture doctor's tests use
 
-BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HEAD = "eab0c84" + "1" * 33
 BASE = "9c0ffee" + "3" * 33
 # One hostile string: it closes an attribute (both quotes), opens a tag with a handler, a script, an
 # entity that must not be decoded twice, and a URL scheme a link must never carry.
 EVIL = "\"'><x-pwn onclick=alert(1) onmouseover=alert(2)>&amp;<script>alert(3)</script>javascript:alert(4)"
-
-
-@pytest.fixture
-def admin_settings(settings):
-    return replace(settings, admin_token=ADMIN_TOKEN)
-
-
-@pytest.fixture
-def client(admin_settings, redis_conn):
-    return create_app(admin_settings, redis_conn).test_client()
-
-
-@pytest.fixture
-def seeded(redis_conn):
-    return seed(redis_conn)
 
 
 # -- what an HTML page really contains, as a parser sees it -----------------------------------------------

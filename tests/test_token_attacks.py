@@ -21,7 +21,7 @@ import pytest
 from gatekeeper.core import grants
 from gatekeeper.core.facts import User
 from gatekeeper.core.identity import classify
-from gatekeeper.forges.port import Event, ForgeError, Issue, IssueEvent, MintedToken
+from gatekeeper.forges.port import Event, ForgeError, Issue, IssueEvent
 from gatekeeper.settings import Settings
 from gatekeeper.state import audit, keys
 from gatekeeper.state import tokens as store
@@ -29,90 +29,14 @@ from gatekeeper.tokens import agentkeys
 from gatekeeper.tokens.revoke import SWEEP_BATCH, revoke, revoke_task, sweep
 from gatekeeper.tokens.service import TokenService
 from gatekeeper.worker import gather, handlers
-from tests.memoryforge import MemoryForge
 from tests.oidc_issuer import running_oidc_issuer
+from tests.tokenworld import RecordingIssuer, TaskForge, grant_policy
 
 MAIN, TIGHTENED = "m" * 40, "t" * 40
-GRANT = """version: 1
-tokens:
-  - agents:
-      - issuer: {issuer}
-        subject: "repo:acme/agent-runner:*"
-      - key: runner-1
-    permissions: {{contents: write, pull_requests: write, issues: read}}
-    ttl: 10m
-"""
 ALICE, BOB, BOT = User("alice"), User("bob"), User("helper[bot]", bot=True)
 APPROVED = "agent-approved"
 KEY_MATERIAL = "test-key-material"
 REPO = "acme/widgets"
-
-
-@dataclass
-class TaskForge(MemoryForge):
-    """A repository with a policy per commit, issues (and PRs as issues) with their label history."""
-
-    texts: dict[str, str] = field(default_factory=dict)  # sha -> .agentgate.yml
-    issues: dict[int, Issue] = field(default_factory=dict)
-    events: dict[int, list[IssueEvent]] = field(default_factory=dict)
-
-    def get_file(self, path: str, ref: str | None) -> str | None:
-        self.reads.append(f"file {path}@{ref}")
-        return self.texts.get(ref or "") if path == ".agentgate.yml" else None
-
-    def get_issue(self, number: int) -> Issue | None:
-        self.reads.append(f"issue {number}")
-        return self.issues.get(number)
-
-    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
-        self.reads.append(f"events {number}")
-        return list(self.events.get(number, []))
-
-    # -- what happens on the platform
-    def label(self, number: int, label: str, actor: User) -> None:
-        issue = self.issues[number]
-        self.issues[number] = replace(issue, labels=(*[x for x in issue.labels if x != label], label))
-        self.events.setdefault(number, []).append(IssueEvent("labeled", actor, label=label))
-
-    def unlabel(self, number: int, label: str, actor: User) -> None:
-        issue = self.issues[number]
-        self.issues[number] = replace(issue, labels=tuple(x for x in issue.labels if x != label))
-        self.events.setdefault(number, []).append(IssueEvent("unlabeled", actor, label=label))
-
-
-@dataclass
-class RecordingIssuer:
-    """A TokenIssuer that records what it mints and revokes. Like GitHub's API it finds a repository
-    whatever the case of its name, and its reader reads as that name (as `open_github` does)."""
-
-    forge: TaskForge
-    platform: str = "github"
-    minted: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
-    revoked: list[str] = field(default_factory=list)
-    fail_revoke: bool = False
-    on_mint: Any = None  # called after minting, before the answer: what happens meanwhile elsewhere
-    on_revoke: Any = None
-    counter: int = 0
-
-    def reader(self, repo: str) -> TaskForge:
-        if repo.lower() != self.forge.repo.lower():
-            raise ForgeError(f"agentgate is not installed on {repo}", 404)
-        return replace(self.forge, repo=repo)  # shares the repository's state; reads as the name asked
-
-    def mint(self, repo: str, permissions: dict[str, str], ttl: int, name: str) -> MintedToken:
-        self.counter += 1
-        self.minted.append((repo, dict(permissions), ttl))
-        token = f"ghs_{self.counter:04d}" + "Z" * 300
-        if self.on_mint is not None:
-            self.on_mint()
-        return MintedToken(token, 4_000_000_000.0, dict(permissions), handle=str(self.counter))
-
-    def revoke(self, repo: str, token: str, handle: str) -> None:
-        if self.on_revoke is not None:
-            self.on_revoke()
-        if self.fail_revoke:
-            raise ForgeError("GitHub answered 502", 502)
-        self.revoked.append(token)
 
 
 def cipher() -> store.Cipher:
@@ -153,7 +77,7 @@ def issuer():
 
 def make_world(conn, issuer, platform: str = "github", **settings: Any) -> World:
     forge = TaskForge(repo=REPO, branches={"main": MAIN}, permissions={"alice": "write", "bob": "write"})
-    forge.texts[MAIN] = GRANT.format(issuer=issuer.url)
+    forge.texts[MAIN] = grant_policy(issuer.url)
     forge.issues[12] = Issue(12, "open", ())
     forge.label(12, APPROVED, ALICE)
     recording = RecordingIssuer(forge, platform=platform)

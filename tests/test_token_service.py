@@ -5,13 +5,12 @@ when the answer is no (nothing)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from gatekeeper.core.facts import User
-from gatekeeper.forges.port import Event, ForgeError, Issue, IssueEvent, MintedToken
+from gatekeeper.forges.port import Event, Issue, IssueEvent
 from gatekeeper.settings import Settings
 from gatekeeper.state import audit, keys
 from gatekeeper.state import tokens as store
@@ -19,66 +18,13 @@ from gatekeeper.tokens import agentkeys
 from gatekeeper.tokens.revoke import revoke_task, sweep
 from gatekeeper.tokens.service import TokenService
 from gatekeeper.worker import handlers
-from tests.memoryforge import MemoryForge
+from tests.e2e import redis_entries
 from tests.oidc_issuer import running_oidc_issuer
+from tests.tokenworld import RecordingIssuer, TaskForge, grant_policy
 
 MAIN, FEATURE = "m" * 40, "f" * 40
-GRANT = """version: 1
-tokens:
-  - agents:
-      - issuer: {issuer}
-        subject: "repo:acme/agent-runner:*"
-        claims: {{job_workflow_ref: "acme/agent-runner/.github/workflows/agent.yml@*"}}
-      - key: runner-1
-    permissions: {{contents: write, pull_requests: write, issues: read}}
-    ttl: 10m
-"""
+WORKFLOW_CLAIMS = '{job_workflow_ref: "acme/agent-runner/.github/workflows/agent.yml@*"}'
 HUMAN, BOT = User("alice"), User("renovate[bot]", bot=True)
-
-
-@dataclass
-class TaskForge(MemoryForge):
-    """A repository with a policy per commit and issues with their label history."""
-
-    texts: dict[str, str] = field(default_factory=dict)  # ref -> .agentgate.yml
-    issues: dict[int, Issue] = field(default_factory=dict)
-    events: dict[int, list[IssueEvent]] = field(default_factory=dict)
-
-    def get_file(self, path: str, ref: str | None) -> str | None:
-        self.reads.append(f"file {path}@{ref}")
-        return self.texts.get(ref or "") if path == ".agentgate.yml" else None
-
-    def get_issue(self, number: int) -> Issue | None:
-        self.reads.append(f"issue {number}")
-        return self.issues.get(number)
-
-    def issue_events(self, number: int, *, pull_request: bool = False) -> list[IssueEvent]:
-        return list(self.events.get(number, []))
-
-
-@dataclass
-class RecordingIssuer:
-    forge: TaskForge
-    platform: str = "github"
-    minted: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
-    revoked: list[str] = field(default_factory=list)
-    fail_revoke: bool = False
-    counter: int = 0
-
-    def reader(self, repo: str) -> TaskForge:
-        self.forge.reads.append(f"reader {repo}")
-        return self.forge
-
-    def mint(self, repo: str, permissions: dict[str, str], ttl: int, name: str) -> MintedToken:
-        self.counter += 1
-        self.minted.append((repo, dict(permissions), ttl))
-        # Long and opaque, as GitHub's tokens now are.
-        return MintedToken(f"ghs_{self.counter:04d}" + "x" * 500, 4_000_000_000.0, dict(permissions))
-
-    def revoke(self, repo: str, token: str, handle: str) -> None:
-        if self.fail_revoke:
-            raise ForgeError("GitHub answered 502", 502)
-        self.revoked.append(token)
 
 
 @pytest.fixture
@@ -91,10 +37,10 @@ def issuer():
 def world(redis_conn, issuer):
     forge = TaskForge(repo="acme/widgets", branches={"main": MAIN, "feature": FEATURE},
                       permissions={"alice": "write", "bob": "read"})
-    forge.texts[MAIN] = GRANT.format(issuer=issuer.url)
+    forge.texts[MAIN] = grant_policy(issuer.url, claims=WORKFLOW_CLAIMS)
     forge.issues[12] = Issue(12, "open", ("agent-approved",))
     forge.events[12] = [IssueEvent("labeled", HUMAN, label="agent-approved", at="2026-12-01T10:00:00Z")]
-    platform = RecordingIssuer(forge)
+    platform = RecordingIssuer(forge, token_padding="x" * 500)
     settings = Settings(redis_url="unused", oidc_issuers=((issuer.url, issuer.audience),), token_keys=(),
                         github_private_key="test-key-material", max_active_tokens=3)
     service = TokenService(redis_conn, settings, lambda p: platform if p == "github" else None,
@@ -310,19 +256,7 @@ def test_no_token_in_clear_anywhere_in_redis(world, issuer, redis_conn):
     ask(service, issuer.mint(), permissions={"workflows": "write"})
     service.give_back(f"Bearer {key}", store.of_task(redis_conn, "github", "acme/widgets", 12)[-1])
     secrets_ = [*granted, key, granted[0][:60]]
-    for name in redis_conn.scan_iter(match=keys.KEY_PREFIX + "*"):
-        kind = redis_conn.type(name).decode()
-        values: list[bytes] = [name]
-        if kind == "string":
-            values.append(redis_conn.get(name) or b"")
-        elif kind == "hash":
-            values += [b for pair in redis_conn.hgetall(name).items() for b in pair]
-        elif kind in ("set",):
-            values += list(redis_conn.smembers(name))
-        elif kind == "zset":
-            values += [m for m, _ in redis_conn.zrange(name, 0, -1, withscores=True)]
-        elif kind == "stream":
-            values += [v for _, fields in redis_conn.xrange(name) for pair in fields.items() for v in pair]
-        blob = b"\n".join(values)
+    for name, values in redis_entries(redis_conn, match=keys.KEY_PREFIX + "*"):
+        blob = b"\n".join([name, *values])
         for secret in secrets_:
             assert secret.encode() not in blob, f"{name!r} holds a secret in clear"
