@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,13 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from gatekeeper.core.facts import User
 from gatekeeper.forges.github.client import GitHubForge
 from gatekeeper.forges.gitlab.client import GitLabForge
-from gatekeeper.forges.port import Delivery, Event, ForgeError
+from gatekeeper.forges.port import Event, ForgeError
 from gatekeeper.state import keys, metrics
 from gatekeeper.state.queue import JobQueue
 from gatekeeper.web import create_app
 from gatekeeper.worker import jobs, recovery, runtime
 from tests.conftest import github_fixture
 from tests.memoryforge import MemoryForge
+from tests.test_recovery import LogStub, _attempt  # the delivery-log stub the recovery tests use
 
 Sample = dict[tuple[str, frozenset[tuple[str, str]]], float]
 AGENT = User("copilot-swe-agent[bot]", 1, bot=True, agent=True)
@@ -253,21 +254,7 @@ def test_active_agent_tokens_by_platform(client, redis_conn, monkeypatch):
     assert value(samples, "agentgate_active_agent_tokens", platform="github") is None
 
 
-@dataclass
-class LogStub:
-    attempts: list[Delivery] = field(default_factory=list)
-    asked: list[int] = field(default_factory=list)
 
-    def recent(self, since: str, max_pages: int) -> list[Delivery]:
-        return sorted(self.attempts, key=lambda d: -d.id)
-
-    def redeliver(self, attempt_id: int) -> None:
-        self.asked.append(attempt_id)
-
-
-def _attempt(id: int, guid: str, ok: bool) -> Delivery:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return Delivery(id, guid, stamp, ok, False, "pull_request", "OK" if ok else "failed", 200 if ok else 503)
 
 
 def test_failed_deliveries_are_counted_once_each(client, settings, redis_conn):
